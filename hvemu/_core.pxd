@@ -1,0 +1,87 @@
+# Declarations of the fast path: the guest hart state, the shadow TLB and the
+# exit record (hvemu's counterpart of `struct kvm_run`).
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
+
+cdef enum:
+    TLB_SIZE = 256          # entries per (privilege, access type); direct mapped
+    TLB_MASK = 255
+
+cdef enum:  # access types
+    ACC_FETCH = 0
+    ACC_LOAD = 1
+    ACC_STORE = 2
+
+cdef enum ExitReason:
+    EXIT_BUDGET = 1      # stop_at reached: the hypervisor's turn (timers, polling)
+    EXIT_SYSTEM = 2      # a SYSTEM-opcode instruction: CSR*, ECALL, EBREAK, xRET, WFI, SFENCE.VMA
+    EXIT_EXCEPTION = 3   # a guest exception to reflect: cause, tval
+    EXIT_MMIO = 4        # a load/store to a guest-physical address that is not RAM
+
+cdef enum:  # TLB entry flags
+    TLB_GLOBAL = 1       # filled from a PTE with G set
+    TLB_SUPER = 2        # a 4 KiB slice of a superpage
+
+ctypedef struct TlbEntry:
+    uint64_t tag         # guest virtual page number, or TLB_INVALID
+    uint64_t addend      # host address minus guest virtual address
+    uint64_t flags
+
+ctypedef struct ExitRecord:
+    uint32_t reason
+    uint32_t insn        # the raw instruction (C.EBREAK is given as EBREAK)
+    uint32_t insn_len    # 2 or 4
+    uint32_t size        # MMIO access size in bytes
+    uint32_t rd          # MMIO load destination register
+    uint32_t is_write
+    uint32_t is_signed
+    uint64_t pc
+    uint64_t addr        # MMIO guest-physical address
+    uint64_t value       # MMIO store data
+    uint64_t cause       # exception cause
+    uint64_t tval        # exception tval (and the virtual address of an MMIO access)
+
+ctypedef struct HartState:
+    uint64_t x[33]       # x0..x31; x[32] is scratch
+    uint64_t pc
+    uint64_t instret     # instructions retired
+    uint64_t stop_at     # run() returns EXIT_BUDGET when instret reaches this
+    # translation state, pushed by the hypervisor whenever it changes (like a VMCS)
+    uint32_t priv        # 0 U, 1 S, 3 M: privilege of instruction fetch
+    uint32_t ls_priv     # effective privilege of loads/stores (MPRV applied)
+    uint32_t satp_mode   # 0 bare, 8 Sv39, 9 Sv48
+    uint32_t sum
+    uint32_t mxr
+    uint64_t satp_root   # guest-physical address of the root page table
+    uintptr_t resv       # host address reserved by LR, 0 when none
+    # guest-physical memory: RAM and the boot ROM (P2M is base + offset)
+    uint8_t* ram
+    uint64_t ram_base
+    uint64_t ram_size
+    uint8_t* rom
+    uint64_t rom_base
+    uint64_t rom_size
+    uint64_t trap_base   # a RAM range whose loads/stores exit as MMIO (HTIF's page)
+    uint64_t trap_size
+    # the shadow TLB: [privilege U/S/M][access type][index]
+    TlbEntry tlb[3][3][TLB_SIZE]
+    uint32_t tlb_has_super
+    # shadow paging statistics
+    uint64_t tlb_misses
+    uint64_t page_walks
+    uint64_t tlb_flushes
+    uint64_t page_faults
+    ExitRecord exit
+
+
+cdef class GuestMemory:
+    cdef readonly object ram       # numpy uint8 array: guest RAM
+    cdef readonly object rom       # numpy uint8 array: boot ROM
+    cdef readonly uint64_t ram_base
+    cdef readonly uint64_t rom_base
+    cdef uint8_t* ram_ptr
+    cdef uint8_t* rom_ptr
+
+
+cdef class VCpu:
+    cdef HartState* s
+    cdef readonly GuestMemory memory

@@ -1,0 +1,34 @@
+"""Build of hvemu's Cython fast path (hvemu._core).
+
+Compiler flags are part of the design (../shared/CYTHON-NOTES.md): they are
+benchmarked, and the default build stays portable (no -march=native).
+Set HVEMU_CFLAGS to try others, e.g. HVEMU_CFLAGS="-O3 -march=native".
+"""
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+cflags = os.environ.get("HVEMU_CFLAGS", "-O2").split()
+
+extensions = [
+    Extension(
+        "hvemu._core",
+        ["hvemu/_core.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=cflags + ["-Wno-unused-function", "-Wno-unreachable-code"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+]
+
+setup(
+    packages=["hvemu", "hvemu.hypervisor", "hvemu.devices", "hvemu.boot", "hvemu.firmware"],
+    package_dir={"hvemu.firmware": "firmware"},
+    package_data={"hvemu": ["*.pxd", "*.pyx"], "hvemu.firmware": ["*.elf", "README.md"]},
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3},
+        annotate=bool(os.environ.get("HVEMU_ANNOTATE")),
+    ),
+)
