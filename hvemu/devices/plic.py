@@ -28,6 +28,11 @@ class Plic:
         self.in_service = [False] * n
         self.enable = [0] * self.contexts           # bitmask of sources per context
         self.threshold = [0] * self.contexts
+        self.ctx_pending = [False] * self.contexts  # each context's interrupt output
+
+    def _changed(self) -> None:
+        self.ctx_pending = [self._best(c) != 0 for c in range(self.contexts)]
+        self.on_change()
 
     def set_level(self, source: int, level: bool) -> None:
         """A device drives its interrupt line."""
@@ -38,7 +43,7 @@ class Plic:
             self.pending[source] = True
         elif not level:
             self.pending[source] = False
-        self.on_change()
+        self._changed()
 
     def _best(self, ctx: int) -> int:
         """The highest-priority pending enabled source above the threshold (0 if none)."""
@@ -50,7 +55,7 @@ class Plic:
         return best
 
     def context_pending(self, ctx: int) -> bool:
-        return ctx < self.contexts and self._best(ctx) != 0
+        return ctx < self.contexts and self.ctx_pending[ctx]
 
     def read(self, offset: int, size: int) -> int:
         if offset < PENDING:
@@ -75,7 +80,7 @@ class Plic:
             if src:
                 self.pending[src] = False
                 self.in_service[src] = True
-                self.on_change()
+                self._changed()
             return src
         return 0
 
@@ -104,4 +109,4 @@ class Plic:
                 self.in_service[value] = False     # complete
                 if self.level[value]:
                     self.pending[value] = True
-        self.on_change()
+        self._changed()

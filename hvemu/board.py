@@ -1,0 +1,42 @@
+"""The guest machine's board: QEMU virt's memory map and interrupt numbers (DESIGN.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BOOT_ROM = 0x1000
+FINISHER = 0x100000
+CLINT = 0x2000000
+PLIC = 0xC000000
+UART = 0x10000000
+UART_IRQ = 10
+VIRTIO_BASE = 0x10001000
+VIRTIO_SLOTS = 8
+RAM_BASE = 0x80000000
+TIMEBASE = 10_000_000          # mtime ticks per second
+ISA = "rv64imac_zicsr_zifencei_sstc"
+
+
+@dataclass
+class Board:
+    ram_size: int
+    harts: int = 1
+    ram_base: int = RAM_BASE
+    bootargs: str = ""
+    finisher: int = FINISHER
+    clint: int = CLINT
+    plic: int = PLIC
+    plic_sources: int = 96
+    uart: int = UART
+    uart_irq: int = UART_IRQ
+    timebase: int = TIMEBASE
+    isa: str = ISA
+    virtio_slots_used: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def virtio_irq(base: int) -> int:
+        return 1 + (base - VIRTIO_BASE) // 0x1000
+
+    def fdt_address(self, fdt_size: int) -> int:
+        """Where the device tree goes: QEMU's choice, 2 MiB-aligned below the end of RAM."""
+        end = min(self.ram_base + self.ram_size, 3 << 30 if self.ram_base < 3 << 30 else 1 << 64)
+        return (end - fdt_size) & ~((2 << 20) - 1)

@@ -1,0 +1,146 @@
+"""The `hvemu` command.
+
+    hvemu boot [IMAGE]      boot a guest (default: the bundled `hello`)
+    hvemu images            list the bundled guest images
+
+Exit status: the guest's own exit code when it powers off; 120 when the guest
+crashed (a fault its own trap handler cannot take); 121 when it waits forever
+(WFI with nothing that could wake it); 124 on --timeout; 125 on
+--max-instructions; 1 for bad input; 2 for a bad command line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import click
+
+from .errors import HvemuError
+
+EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS = 120, 121, 124, 125
+STOP_CODES = {"crash": EXIT_FAULT, "idle": EXIT_IDLE, "timeout": EXIT_TIMEOUT,
+              "max-instructions": EXIT_MAX_INSNS}
+SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGkmg]?)(i?[Bb])?\s*$")
+
+
+def parse_size(text: str) -> int:
+    """'128M' -> 134217728 (suffixes K, M, G are powers of 1024)."""
+    m = SIZE_RE.match(text)
+    if not m:
+        raise HvemuError(f"bad size {text!r}: give a number with an optional K, M or G suffix")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hvemu")
+def cli() -> None:
+    """hvemu: a trap-and-emulate hypervisor emulator for RISC-V (RV64) guests."""
+
+
+@cli.command()
+@click.argument("image", required=False, default="hello")
+@click.option("--memory", "-m", default="128M", show_default=True,
+              help="guest RAM size (suffixes K, M, G)")
+@click.option("--max-instructions", type=click.IntRange(min=1), default=None,
+              help="stop after this many guest instructions (exit 125)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="stop after this many seconds of host time (exit 124)")
+@click.option("--stats", is_flag=True, help="print a table of exits, time and MIPS at the end")
+@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write the same figures as JSON to this file")
+@click.option("--trace", is_flag=True, help="print one line per exit to stderr")
+def boot(image, memory, max_instructions, timeout, stats, stats_json, trace) -> None:
+    """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name)."""
+    from . import images
+    from .console import stdout_console
+    from .trace import Tracer
+    from .vm import VM, VMConfig
+
+    config = VMConfig(image=images.resolve(image), memory=parse_size(memory),
+                      max_instructions=max_instructions, timeout=timeout)
+    vm = VM(config, stdout_console(interactive_input=sys.stdin.isatty()))
+    if trace:
+        vm.hv.tracer = Tracer()
+    outcome = vm.run()
+    if outcome.reason != "poweroff":
+        msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
+               "timeout": f"stopped: --timeout of {timeout} s reached",
+               "max-instructions": f"stopped: --max-instructions {max_instructions} reached"}
+        click.echo(f"\nhvemu: {msg.get(outcome.reason, outcome.reason)}", err=True)
+    if stats:
+        print_stats(outcome.stats)
+    if stats_json:
+        figures = outcome.stats.to_dict()
+        figures["stop"] = outcome.reason
+        figures["exit_code"] = outcome.exit_code
+        with open(stats_json, "w") as f:
+            json.dump(figures, f, indent=2)
+    code = outcome.exit_code if outcome.reason == "poweroff" else STOP_CODES[outcome.reason]
+    sys.exit(min(code, 255))
+
+
+@cli.command("images")
+def list_images() -> None:
+    """List the bundled guest images."""
+    from . import images
+    for name, desc in images.bundled().items():
+        click.echo(f"{name:<10} {desc}")
+
+
+def print_stats(stats) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    d = stats.to_dict()
+    t = Table(title="hvemu statistics", show_header=True)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("instructions retired", f"{d['instructions']:,}")
+    t.add_row("seconds", f"{d['seconds']:.3f}")
+    t.add_row("MIPS", f"{d['mips']:.1f}")
+    t.add_row("seconds in the fast path", f"{d['core_seconds']:.3f}")
+    t.add_row("seconds in handlers", f"{d['handler_seconds']:.3f}")
+    t.add_row("exits", f"{d['exits_total']:,}")
+    t.add_row("exits/second", f"{d['exits_per_second']:,.0f}")
+    for section, title in (("exits", "exits: {}"), ("privileged_instructions", "privileged: {}"),
+                           ("exceptions", "exception: {}"), ("interrupts", "interrupt: {}"),
+                           ("mmio", "mmio: {}"), ("sbi", "sbi: {}"), ("shadow", "shadow: {}")):
+        for k, v in d[section].items():
+            t.add_row(title.format(k), f"{v:,}")
+    Console(stderr=True).print(t)
+
+
+def main(argv=None) -> None:
+    """Entry point: one-line errors, no tracebacks (HVEMU_DEBUG=1 shows them)."""
+    try:
+        cli.main(args=argv, prog_name="hvemu", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:   # pragma: no cover - click >= 8.2
+        click.echo(e.ctx.get_help())
+        sys.exit(2)
+    except click.UsageError as e:
+        click.echo(f"hvemu: {e.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("hvemu: aborted", err=True)
+        sys.exit(130)
+    except HvemuError as e:
+        click.echo(f"hvemu: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("\nhvemu: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # a bug in hvemu: still one line unless debugging
+        if os.environ.get("HVEMU_DEBUG"):
+            raise
+        click.echo(f"hvemu: internal error: {type(e).__name__}: {e} "
+                   "(set HVEMU_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The guest console: UART output to the host, host input to the UART, and scripting.
+
+Output is kept (for `expect()`) and, when `echo` is set, written to the host's
+stdout.  Input comes from `send()` (scripts, tests) and, for the CLI, from the
+host's stdin, polled by the hypervisor every slice.
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import sys
+import threading
+import time
+
+
+class Console:
+    def __init__(self, echo=None, stdin_fd: int | None = None):
+        self.echo = echo                      # a binary stream (sys.stdout.buffer) or None
+        self.stdin_fd = stdin_fd              # host fd to read guest input from, or None
+        self.output_bytes = bytearray()
+        self._cond = threading.Condition()
+        self._pending_input = bytearray()
+        self.receive = None                   # set by the VM: the UART's push_input
+
+    # ---- guest -> host ----
+    def output(self, data: bytes) -> None:
+        with self._cond:
+            self.output_bytes += data
+            self._cond.notify_all()
+        if self.echo is not None:
+            self.echo.write(data)
+            if b"\n" in data:
+                self.echo.flush()
+
+    def flush(self) -> None:
+        if self.echo is not None:
+            self.echo.flush()
+
+    @property
+    def text(self) -> str:
+        return self.output_bytes.decode("utf-8", "replace")
+
+    # ---- host -> guest ----
+    def send(self, data: bytes | str) -> None:
+        """Queue input for the guest (thread-safe); delivered at the next poll."""
+        if isinstance(data, str):
+            data = data.encode()
+        with self._cond:
+            self._pending_input += data
+            self._cond.notify_all()
+
+    def can_receive(self) -> bool:
+        return self.stdin_fd is not None or self.receive is not None
+
+    def poll(self) -> None:
+        """Move pending input into the UART (called by the hypervisor between slices)."""
+        self.flush()
+        if self.stdin_fd is not None:
+            try:
+                ready, _, _ = select.select([self.stdin_fd], [], [], 0)
+                if ready:
+                    data = os.read(self.stdin_fd, 4096)
+                    if data:
+                        self.send(data)
+                    else:
+                        self.stdin_fd = None          # end of input
+            except (OSError, ValueError):
+                self.stdin_fd = None
+        if self._pending_input and self.receive is not None:
+            with self._cond:
+                data = bytes(self._pending_input)
+                self._pending_input.clear()
+            self.receive(data)
+
+    def wait_input(self, deadline: float | None, limit: float = 0.05) -> None:
+        """Sleep until input arrives (or a short while): the guest is idle."""
+        self.flush()
+        timeout = limit if deadline is None else max(0.0, min(limit, deadline - time.monotonic()))
+        if self.stdin_fd is not None:
+            try:
+                select.select([self.stdin_fd], [], [], timeout)
+            except (OSError, ValueError):
+                self.stdin_fd = None
+            return
+        with self._cond:
+            if not self._pending_input:
+                self._cond.wait(timeout)
+
+    # ---- scripting ----
+    def expect(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match:
+        """Wait until the output (from byte `start`) matches the regex; TimeoutError if not."""
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = rx.search(self.output_bytes, start)
+                if m:
+                    return m
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"console never matched {pattern!r}; "
+                                       f"last output: {bytes(self.output_bytes[-300:])!r}")
+                self._cond.wait(left)
+
+
+def stdout_console(interactive_input: bool = True) -> Console:
+    """A console on the host terminal: output to stdout, input from stdin when it's usable."""
+    fd = None
+    if interactive_input:
+        try:
+            fd = sys.stdin.fileno()
+        except (OSError, ValueError, AttributeError):
+            fd = None
+    return Console(echo=sys.stdout.buffer, stdin_fd=fd)

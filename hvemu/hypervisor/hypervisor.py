@@ -1,0 +1,241 @@
+"""The hypervisor's vCPU run loop and exit dispatch (DESIGN.md, "Execution model").
+
+`run()` calls the core, which executes guest code until something needs the
+hypervisor, then dispatches the exit by reason: privileged instructions to
+`privileged.dispatch`, MMIO to the device on the bus, guest exceptions are
+reflected into the guest's own trap handler, and budget exits give the hypervisor
+its turn for timers, input and limits.  Interrupts are checked whenever something
+that could make one deliverable changes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .. import _core
+from .csr import MEIP, MENVCFG_STCE, MSIP, MTIP, SEIP, STIP
+from .hart import INTERRUPT, PRIV_NAMES, VirtualHart, cause_name
+from .privileged import dispatch
+from .stats import ExitStats
+
+SLICE = 1 << 22                 # instructions between the hypervisor's polls
+ACCESS_FAULT = {False: 5, True: 7}
+
+
+@dataclass
+class GuestFault:
+    """A guest fault the guest cannot handle (its trap handler faults in turn)."""
+    cause: int
+    pc: int
+    tval: int
+    priv: int
+    insn: str
+
+    def report(self) -> str:
+        return (f"guest fault: {cause_name(self.cause)} (cause {self.cause}) at "
+                f"pc {self.pc:#018x} in {PRIV_NAMES.get(self.priv, '?')}-mode, "
+                f"tval {self.tval:#x}, instruction: {self.insn}; "
+                f"the guest has no working trap handler for it")
+
+
+class Stop(Exception):
+    """Ends the run loop; `reason` says why."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Hypervisor:
+    """Runs one virtual hart of a VM and handles its exits."""
+
+    def __init__(self, vm):
+        self.vm = vm
+        self.vcpu: _core.VCpu = vm.vcpu
+        self.hart: VirtualHart = vm.hart
+        self.clock = vm.clock
+        self.bus = vm.bus
+        self.clint = vm.clint
+        self.plic = vm.plic
+        self.sbi = None                      # the built-in SBI, when booting without firmware
+        self.stats = ExitStats()
+        self.max_instructions: int | None = None
+        self.deadline: float | None = None   # host monotonic time at which to stop
+        self.poll = None                     # called every slice (console input)
+        self.tracer = None
+        self.irq_dirty = False
+        self.fault: GuestFault | None = None
+        self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio]
+
+    # ---- the run loop ----
+    def run(self) -> Stop:
+        """Run the guest until it stops; returns the Stop that ended it."""
+        vcpu = self.vcpu
+        handlers = self._handlers
+        exits = self.stats.exits
+        self.timers_changed()
+        self.check_interrupts()
+        start = time.perf_counter()
+        core = 0.0
+        perf = time.perf_counter
+        try:
+            if self.tracer is None:
+                while True:
+                    t = perf()
+                    reason = vcpu.run()
+                    core += perf() - t
+                    exits[reason] += 1
+                    handlers[reason]()
+            else:
+                while True:
+                    t = perf()
+                    reason = vcpu.run()
+                    core += perf() - t
+                    exits[reason] += 1
+                    self.tracer.exit(self, reason, handlers[reason])
+        except Stop as stop:
+            return stop
+        finally:
+            self.stats.seconds += time.perf_counter() - start
+            self.stats.core_seconds += core
+            self.stats.instructions = vcpu.instret
+            self.stats.shadow = vcpu.shadow_stats
+
+    # ---- exits ----
+    def on_budget(self) -> None:
+        """stop_at reached: a timer deadline, the end of a slice, or a limit."""
+        vcpu = self.vcpu
+        if self.max_instructions is not None and vcpu.instret >= self.max_instructions:
+            raise Stop("max-instructions")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise Stop("timeout")
+        if self.poll is not None:
+            self.poll()
+        self.timers_changed()
+        self.check_interrupts()
+
+    def on_system(self) -> None:
+        dispatch(self, self.vcpu.exit_insn)
+
+    def on_exception(self) -> None:
+        vcpu = self.vcpu
+        self.deliver_exception(vcpu.exit_cause, vcpu.exit_tval, vcpu.exit_pc)
+
+    def on_mmio(self) -> None:
+        vcpu = self.vcpu
+        addr = vcpu.exit_addr
+        write = vcpu.exit_is_write
+        hit = self.bus.find(addr)
+        if hit is None:
+            self.deliver_exception(ACCESS_FAULT[write], vcpu.exit_tval, vcpu.exit_pc)
+            return
+        dev, offset = hit
+        self.stats.mmio[dev.name] += 1
+        size = vcpu.exit_size
+        if write:
+            dev.write(offset, size, vcpu.exit_value)
+            vcpu.complete()
+        else:
+            vcpu.complete_load(dev.read(offset, size))
+        if self.irq_dirty:
+            self.check_interrupts()
+
+    # ---- traps and interrupts ----
+    def deliver_exception(self, cause: int, tval: int, pc: int) -> None:
+        """Reflect a guest exception into the guest's trap handler (virtual M or S).
+
+        The same exception at the same pc twice with no instruction retired in
+        between means the guest's handler itself faults: the guest is dead."""
+        hart = self.hart
+        instret = self.vcpu.instret
+        key = (cause, pc, instret)
+        if hart.last_trap == key:
+            first = hart.first_trap or (cause, pc, tval, hart.priv)
+            raise Stop("crash", self._fault(*first).report())
+        if hart.last_trap is None or hart.last_trap[2] != instret:
+            hart.first_trap = (cause, pc, tval, hart.priv)
+        hart.last_trap = key
+        self.stats.exceptions[cause] += 1
+        hart.take_trap(cause, tval, pc)
+
+    def _fault(self, cause: int, pc: int, tval: int, priv: int) -> GuestFault:
+        from ..disasm import disassemble_at
+        self.fault = GuestFault(cause, pc, tval, priv, disassemble_at(self.vm, pc, priv))
+        return self.fault
+
+    def update_mip(self) -> None:
+        """Sample the interrupt lines of the CLINT, PLIC and Sstc into mip."""
+        h = self.hart.hartid
+        c = self.hart.csr
+        now = self.clock.now()
+        hw = 0
+        if now >= self.clint.mtimecmp[h]:
+            hw |= MTIP
+        if self.clint.msip[h]:
+            hw |= MSIP
+        if self.plic.ctx_pending[2 * h]:
+            hw |= MEIP
+        if self.plic.ctx_pending[2 * h + 1]:
+            hw |= SEIP
+        if c.menvcfg & MENVCFG_STCE and now >= c.stimecmp:
+            hw |= STIP
+        c.mip_hw = hw
+
+    def check_interrupts(self) -> None:
+        """Deliver the highest-priority interrupt the guest can take now, if any."""
+        self.irq_dirty = False
+        self.update_mip()
+        cause = self.hart.pending_interrupt()
+        if cause is not None:
+            self.stats.interrupts[cause] += 1
+            self.hart.last_trap = None
+            self.hart.take_trap(cause, 0, self.vcpu.pc)
+
+    def next_timer_deadline(self) -> int | None:
+        """The next mtime at which a timer interrupt becomes pending, if any is armed."""
+        now = self.clock.now()
+        c = self.hart.csr
+        deadlines = [t for t in (self.clint.mtimecmp[self.hart.hartid],
+                                 c.stimecmp if c.menvcfg & MENVCFG_STCE else None)
+                     if t is not None and t > now and t < (1 << 63)]
+        return min(deadlines) if deadlines else None
+
+    def timers_changed(self) -> None:
+        """Recompute where the core must stop next: a timer deadline, a slice end or a limit."""
+        vcpu = self.vcpu
+        stop = vcpu.instret + SLICE
+        deadline = self.next_timer_deadline()
+        if deadline is not None:
+            stop = min(stop, max(self.clock.instret_at(deadline), vcpu.instret + 1))
+        if self.max_instructions is not None:
+            stop = min(stop, self.max_instructions)
+        vcpu.stop_at = stop
+
+    def idle(self) -> None:
+        """WFI: skip virtual time to the next timer deadline unless something is pending."""
+        self.update_mip()
+        c = self.hart.csr
+        if c.mip & c.mie:
+            self.check_interrupts()
+            return
+        deadline = self.next_timer_deadline()
+        if deadline is None:
+            if self.vm.console.can_receive():
+                self.vm.console.wait_input(self.deadline)
+                if self.poll is not None:
+                    self.poll()
+                self.check_interrupts()
+                return
+            raise Stop("idle", "the guest waits for an interrupt (WFI) with no timer armed "
+                       "and no input possible")
+        self.clock.skip_to(deadline)
+        self.timers_changed()
+        self.check_interrupts()
+
+    def device_changed(self) -> None:
+        """A device changed an interrupt line or a timer (CLINT/PLIC/UART callbacks)."""
+        self.irq_dirty = True
+
+
+__all__ = ["Hypervisor", "Stop", "GuestFault", "INTERRUPT"]

@@ -1,0 +1,136 @@
+"""Handlers for privileged instructions: every SYSTEM-opcode instruction the guest runs.
+
+Each handler emulates the instruction against the virtual hart (privileged spec:
+"Zicsr", "Machine-Mode Privileged Instructions", "Supervisor Instructions"), or
+reflects an illegal-instruction exception into the guest when the guest's virtual
+privilege does not allow it.  `dispatch()` picks the handler by instruction class.
+"""
+from __future__ import annotations
+
+from .csr import TSR, TVM, TW, IllegalCsrAccess, M, S, U
+
+ECALL, EBREAK, MRET, SRET, WFI = 0x00000073, 0x00100073, 0x30200073, 0x10200073, 0x10500073
+ILLEGAL_INSTRUCTION, BREAKPOINT, ECALL_FROM_U = 2, 3, 8
+
+# CSRs whose writes change what the core must know, or which interrupts are deliverable
+MODE_CSRS = frozenset({0x300, 0x100, 0x180})                       # mstatus, sstatus, satp
+IRQ_CSRS = frozenset({0x300, 0x100, 0x304, 0x104, 0x344, 0x144, 0x303, 0x14D, 0x30A})
+TIMER_CSRS = frozenset({0x14D, 0x30A})                              # stimecmp, menvcfg
+MIP_CSRS = frozenset({0x344, 0x144})
+
+
+def illegal(hv, insn: int) -> None:
+    hv.deliver_exception(ILLEGAL_INSTRUCTION, insn, hv.vcpu.exit_pc)
+
+
+def csr_instruction(hv, insn: int) -> None:
+    """CSRRW/CSRRS/CSRRC and their immediate forms (Zicsr)."""
+    f3 = (insn >> 12) & 7
+    csr = insn >> 20
+    rd = (insn >> 7) & 31
+    rs1 = (insn >> 15) & 31
+    hart = hv.hart
+    vcpu = hv.vcpu
+    priv = hart.priv
+    file = hart.csr
+    hv.stats.privileged["csr"] += 1
+    if csr in MIP_CSRS:
+        hv.update_mip()
+    try:
+        src = rs1 if f3 & 4 else vcpu.get_x(rs1)
+        op = f3 & 3
+        if op == 1:                               # CSRRW: read only if rd != x0
+            old = file.read(csr, priv) if rd else 0
+            file.write(csr, src, priv)
+            written = True
+        elif op == 2 or op == 3:                  # CSRRS / CSRRC: write only if rs1 != x0
+            old = file.read(csr, priv)
+            written = rs1 != 0
+            if written:
+                file.write(csr, old | src if op == 2 else old & ~src, priv)
+        else:
+            raise IllegalCsrAccess
+    except IllegalCsrAccess:
+        illegal(hv, insn)
+        return
+    vcpu.complete_csr(rd, old)
+    if written and csr in IRQ_CSRS or csr in MODE_CSRS:
+        if csr in MODE_CSRS:
+            hart.sync_mode()
+        if csr in TIMER_CSRS:
+            hv.timers_changed()
+        hv.check_interrupts()
+
+
+def ecall(hv, insn: int) -> None:
+    hv.stats.privileged["ecall"] += 1
+    priv = hv.hart.priv
+    if priv == S and hv.sbi is not None:
+        hv.sbi.call(hv)
+        return
+    hv.deliver_exception(ECALL_FROM_U + priv, 0, hv.vcpu.exit_pc)
+
+
+def ebreak(hv, insn: int) -> None:
+    hv.stats.privileged["ebreak"] += 1
+    hv.deliver_exception(BREAKPOINT, 0, hv.vcpu.exit_pc)
+
+
+def mret(hv, insn: int) -> None:
+    hv.stats.privileged["mret"] += 1
+    if hv.hart.priv != M:
+        return illegal(hv, insn)
+    hv.vcpu.instret += 1
+    hv.hart.mret()
+    hv.check_interrupts()
+
+
+def sret(hv, insn: int) -> None:
+    hv.stats.privileged["sret"] += 1
+    hart = hv.hart
+    if hart.priv == U or (hart.priv == S and hart.csr.mstatus & TSR):
+        return illegal(hv, insn)
+    hv.vcpu.instret += 1
+    hart.sret()
+    hv.check_interrupts()
+
+
+def wfi(hv, insn: int) -> None:
+    """WFI: with nothing pending, idle until the next timer deadline (or input)."""
+    hv.stats.privileged["wfi"] += 1
+    hart = hv.hart
+    if hart.priv == U or (hart.priv == S and hart.csr.mstatus & TW):
+        return illegal(hv, insn)
+    hv.vcpu.complete()
+    hv.idle()
+
+
+def sfence_vma(hv, insn: int) -> None:
+    """SFENCE.VMA rs1, rs2: drop the shadow entries it names (all, page, ASID, both)."""
+    hv.stats.privileged["sfence.vma"] += 1
+    hart = hv.hart
+    if hart.priv == U or (hart.priv == S and hart.csr.mstatus & TVM):
+        return illegal(hv, insn)
+    vcpu = hv.vcpu
+    rs1, rs2 = (insn >> 15) & 31, (insn >> 20) & 31
+    vaddr = vcpu.get_x(rs1) if rs1 else None
+    asid = vcpu.get_x(rs2) & 0xFFFF if rs2 else None
+    vcpu.flush_tlb(vaddr, asid)
+    vcpu.complete()
+
+
+SYSTEM_HANDLERS = {ECALL: ecall, EBREAK: ebreak, MRET: mret, SRET: sret, WFI: wfi}
+
+
+def dispatch(hv, insn: int) -> None:
+    """Emulate the privileged instruction insn (the exit's raw instruction)."""
+    if insn & 0x7000:
+        if insn & 0x7000 == 0x4000:               # funct3 4: hypervisor-extension loads
+            return illegal(hv, insn)
+        return csr_instruction(hv, insn)
+    handler = SYSTEM_HANDLERS.get(insn)
+    if handler is not None:
+        return handler(hv, insn)
+    if insn >> 25 == 0x09 and (insn >> 7) & 31 == 0:
+        return sfence_vma(hv, insn)
+    return illegal(hv, insn)

@@ -1,0 +1,163 @@
+"""A VM: guest memory, a vCPU, the board's devices, boot, and the lifecycle.
+
+Boot like QEMU's virt machine: the boot ROM at 0x1000 starts the hart in M-mode
+with a0 = hart id and a1 = the generated device tree, and jumps to the image's
+entry (an ELF's e_entry, or 0x8000_0000 for a raw image).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import _core
+from .board import BOOT_ROM, Board
+from .boot.devicetree import build_device_tree
+from .boot.loader import LoadedImage, load_image
+from .boot.rom import boot_rom
+from .console import Console
+from .devices.bus import MmioBus
+from .devices.clint import Clint
+from .devices.finisher import TestFinisher
+from .devices.htif import Htif
+from .devices.plic import Plic
+from .devices.uart import Uart16550
+from .errors import HvemuError
+from .hypervisor.clock import VirtualClock
+from .hypervisor.hart import VirtualHart
+from .hypervisor.hypervisor import Hypervisor, Stop
+from .hypervisor.stats import ExitStats
+
+MIN_MEMORY = 1 << 20
+MAX_MEMORY = 64 << 30
+
+
+@dataclass
+class VMConfig:
+    image: str | None = None          # an M-mode image started by the boot ROM
+    memory: int = 128 << 20
+    max_instructions: int | None = None
+    timeout: float | None = None      # seconds of host time
+
+
+@dataclass
+class Outcome:
+    """How a run ended."""
+    reason: str                       # poweroff, crash, idle, timeout, max-instructions
+    exit_code: int = 0
+    detail: str = ""
+    stats: ExitStats = field(default_factory=ExitStats)
+
+
+class PowerControl:
+    """What the finisher, HTIF and SBI SRST act on."""
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+
+    def poweroff(self, code: int) -> None:
+        self.exit_code = code
+        raise Stop("poweroff")
+
+    def reset(self) -> None:
+        raise Stop("reset")
+
+
+def check_memory_size(size: int) -> None:
+    if size < MIN_MEMORY or size > MAX_MEMORY or size % 4096:
+        raise HvemuError(f"memory size {size} bytes is not usable: give 1M to 64G, "
+                         "a multiple of 4 KiB (e.g. --memory 128M)")
+
+
+class VM:
+    def __init__(self, config: VMConfig, console: Console | None = None):
+        check_memory_size(config.memory)
+        self.config = config
+        self.board = Board(ram_size=config.memory)
+        self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
+        self.vcpu = _core.VCpu(self.memory)
+        self.clock = VirtualClock(self.vcpu)
+        self.hart = VirtualHart(self.vcpu, 0, self.clock.now)
+        self.console = console or Console()
+        self.power = PowerControl()
+        self.bus = MmioBus()
+        b = self.board
+        self.plic = Plic(b.plic_sources, 2, on_change=self._device_changed)
+        self.clint = Clint(self.clock, 1, on_change=self._timer_changed)
+        self.uart = Uart16550(self.console.output,
+                              irq=lambda level: self.plic.set_level(b.uart_irq, level))
+        self.console.receive = self.uart.push_input
+        self.finisher = TestFinisher(self.power)
+        self.bus.map(b.finisher, 0x1000, self.finisher)
+        self.bus.map(b.clint, 0x10000, self.clint)
+        self.bus.map(b.plic, Plic.size, self.plic)
+        self.bus.map(b.uart, 0x1000, self.uart)
+        self.hv = Hypervisor(self)
+        self.hv.max_instructions = config.max_instructions
+        self.hv.poll = self.console.poll
+        self.images: list[LoadedImage] = []
+        self.state = "created"
+        self.boot()
+
+    def _device_changed(self) -> None:
+        self.hv.irq_dirty = True
+
+    def _timer_changed(self) -> None:
+        self.hv.irq_dirty = True
+        self.hv.timers_changed()
+
+    # ---- boot ----
+    def boot(self) -> None:
+        """Load the images, the device tree and the boot ROM; reset the hart to the ROM."""
+        if self.config.image is None:
+            raise HvemuError("no guest image given")
+        image = load_image(self.config.image, self.memory)
+        self.images = [image]
+        dtb = build_device_tree(self.board)
+        fdt_addr = self.board.fdt_address(len(dtb))
+        if image.high >= fdt_addr:
+            raise HvemuError(f"{image.path}: image overlaps the device tree at {fdt_addr:#x}; "
+                             "give the VM more --memory")
+        self.memory.write(fdt_addr, dtb)
+        self.fdt_addr = fdt_addr
+        self.memory.write(BOOT_ROM, boot_rom(image.entry, fdt_addr))
+        self._attach_htif(image)
+        self.hart.reset(BOOT_ROM)
+
+    def _attach_htif(self, image: LoadedImage) -> None:
+        tohost = image.symbols.get("tohost")
+        if tohost is None:
+            return
+        page = tohost & ~0xFFF
+        htif = Htif(self.memory, page, tohost, image.symbols.get("fromhost"),
+                    self.console, self.power)
+        if not any(d is htif for _, _, d in self.bus.regions):
+            self.bus.map(page, 0x1000, htif)
+        self.vcpu.trap_page(page, 0x1000)
+
+    # ---- lifecycle ----
+    def run(self) -> Outcome:
+        """Run until the guest powers off, crashes, idles forever or hits a limit."""
+        import time
+        if self.config.timeout is not None:
+            self.hv.deadline = time.monotonic() + self.config.timeout
+        self.state = "running"
+        try:
+            while True:
+                stop = self.hv.run()
+                if stop.reason == "reset":
+                    self.reset()
+                    continue
+                break
+        finally:
+            self.console.flush()
+        self.state = "shutdown"
+        code = self.power.exit_code if stop.reason == "poweroff" else 0
+        return Outcome(stop.reason, code, stop.detail, self.hv.stats)
+
+    def reset(self) -> None:
+        """Reboot: devices, RAM and the hart reset, images reloaded."""
+        self.memory.ram[:] = 0
+        self.plic.reset()
+        self.clint.reset()
+        self.uart.reset()
+        self.vcpu.flush_tlb()
+        self.boot()
