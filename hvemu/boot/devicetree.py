@@ -83,7 +83,7 @@ def build_device_tree(board: Board) -> bytes:
                      fdt.PropWords("interrupts-extended",
                                    *[w for i in intcs for w in (i, 11, i, 9)]),
                      fdt.PropWords("phandle", PLIC_PHANDLE)))
-    for slot, base in enumerate(board.virtio_slots_used):
+    for base in board.virtio_slots_used:
         soc.append(_node(f"virtio_mmio@{base:x}", fdt.PropStrings("compatible", "virtio,mmio"),
                          _reg(base, 0x1000), fdt.PropWords("interrupts", board.virtio_irq(base)),
                          fdt.PropWords("interrupt-parent", PLIC_PHANDLE)))

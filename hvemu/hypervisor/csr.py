@@ -78,7 +78,7 @@ class VirtualCsrFile:
         self.medeleg = self.mideleg = 0
         self.mie = 0
         self.mip_sw = 0            # the software-writable part of mip (SSIP, STIP, SEIP)
-        self.mip_hw = 0            # MSIP/MTIP/MEIP/SEIP/STIP driven by devices, set by the hypervisor
+        self.mip_hw = 0            # MSIP/MTIP/MEIP/SEIP/STIP, sampled from the devices
         self.mtvec = self.mepc = self.mcause = self.mtval = self.mscratch = 0
         self.mcounteren = self.mcountinhibit = self.menvcfg = 0
         self.stvec = self.sepc = self.scause = self.stval = self.sscratch = 0

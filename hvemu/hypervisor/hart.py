@@ -8,8 +8,27 @@ Registers" (priorities and enables), MRET/SRET ("Trap-Return Instructions").
 from __future__ import annotations
 
 from .._core import VCpu
-from .csr import (MEIP, MIE, MPIE, MPP, MPP_SHIFT, MPRV, MSIP, MTIP, MXR, SEIP, SIE, SPIE,
-                  SPP, SSIP, STIP, SUM, M, S, VirtualCsrFile)
+from .csr import (
+    MEIP,
+    MIE,
+    MPIE,
+    MPP,
+    MPP_SHIFT,
+    MPRV,
+    MSIP,
+    MTIP,
+    MXR,
+    SEIP,
+    SIE,
+    SPIE,
+    SPP,
+    SSIP,
+    STIP,
+    SUM,
+    M,
+    S,
+    VirtualCsrFile,
+)
 
 INTERRUPT = 1 << 63
 # interrupt priority order: MEI, MSI, MTI, SEI, SSI, STI
