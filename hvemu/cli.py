@@ -40,7 +40,11 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("image", required=False, default="hello")
+@click.argument("image", required=False)
+@click.option("--bios", default=None, help="firmware started in M-mode (instead of IMAGE), "
+              "e.g. OpenSBI's fw_jump.bin")
+@click.option("--kernel", default=None, help="an S-mode kernel loaded at 0x8020_0000; "
+              "without firmware the hypervisor provides SBI itself")
 @click.option("--memory", "-m", default="128M", show_default=True,
               help="guest RAM size (suffixes K, M, G)")
 @click.option("--max-instructions", type=click.IntRange(min=1), default=None,
@@ -51,14 +55,22 @@ def cli() -> None:
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the same figures as JSON to this file")
 @click.option("--trace", is_flag=True, help="print one line per exit to stderr")
-def boot(image, memory, max_instructions, timeout, stats, stats_json, trace) -> None:
-    """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name)."""
+def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_json,
+         trace) -> None:
+    """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import stdout_console
     from .trace import Tracer
     from .vm import VM, VMConfig
 
-    config = VMConfig(image=images.resolve(image), memory=parse_size(memory),
+    if image is not None and bios is not None:
+        raise HvemuError("give either IMAGE or --bios, not both")
+    firmware = image or bios
+    if firmware is None and kernel is None:
+        firmware = images.DEFAULT_IMAGE
+    config = VMConfig(image=images.resolve(firmware) if firmware else None,
+                      kernel=images.resolve(kernel) if kernel else None,
+                      memory=parse_size(memory),
                       max_instructions=max_instructions, timeout=timeout)
     vm = VM(config, stdout_console(interactive_input=sys.stdin.isatty()))
     if trace:

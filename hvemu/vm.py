@@ -24,15 +24,20 @@ from .errors import HvemuError
 from .hypervisor.clock import VirtualClock
 from .hypervisor.hart import VirtualHart
 from .hypervisor.hypervisor import Hypervisor, Stop
+from .hypervisor.sbi import SbiFirmware
 from .hypervisor.stats import ExitStats
 
 MIN_MEMORY = 1 << 20
 MAX_MEMORY = 64 << 30
 
 
+KERNEL_OFFSET = 0x200000   # a kernel loads at RAM + 2 MiB (fw_jump FW_JUMP_ADDR)
+
+
 @dataclass
 class VMConfig:
-    image: str | None = None          # an M-mode image started by the boot ROM
+    image: str | None = None          # firmware or a bare-metal image, started in M-mode by the ROM
+    kernel: str | None = None         # an S-mode kernel: after the firmware, or on the built-in SBI
     memory: int = 128 << 20
     max_instructions: int | None = None
     timeout: float | None = None      # seconds of host time
@@ -106,21 +111,44 @@ class VM:
 
     # ---- boot ----
     def boot(self) -> None:
-        """Load the images, the device tree and the boot ROM; reset the hart to the ROM."""
-        if self.config.image is None:
+        """Load the images, the device tree and the boot ROM, and reset the hart.
+
+        With firmware (IMAGE or --bios) the ROM starts it in M-mode, like QEMU's
+        `-bios`; a --kernel then waits at RAM + 2 MiB (fw_jump, fw_dynamic's
+        next_addr).  With only --kernel the hypervisor is the SBI implementation
+        and the kernel starts in S-mode with a0 = hart id, a1 = device tree."""
+        cfg = self.config
+        if cfg.image is None and cfg.kernel is None:
             raise HvemuError("no guest image given")
-        image = load_image(self.config.image, self.memory)
-        self.images = [image]
+        self.images = []
+        firmware = kernel = None
+        if cfg.image is not None:
+            firmware = load_image(cfg.image, self.memory)
+            self.images.append(firmware)
+        if cfg.kernel is not None:
+            kernel = load_image(cfg.kernel, self.memory, self.board.ram_base + KERNEL_OFFSET)
+            if firmware is not None and firmware.low <= kernel.high and kernel.low <= firmware.high:
+                raise HvemuError(f"{cfg.kernel}: kernel at {kernel.low:#x}-{kernel.high:#x} "
+                                 f"overlaps the firmware at {firmware.low:#x}-{firmware.high:#x}")
+            self.images.append(kernel)
         dtb = build_device_tree(self.board)
         fdt_addr = self.board.fdt_address(len(dtb))
-        if image.high >= fdt_addr:
-            raise HvemuError(f"{image.path}: image overlaps the device tree at {fdt_addr:#x}; "
-                             "give the VM more --memory")
+        for image in self.images:
+            if image.high >= fdt_addr:
+                raise HvemuError(f"{image.path}: image overlaps the device tree at "
+                                 f"{fdt_addr:#x}; give the VM more --memory")
+            self._attach_htif(image)
         self.memory.write(fdt_addr, dtb)
         self.fdt_addr = fdt_addr
-        self.memory.write(BOOT_ROM, boot_rom(image.entry, fdt_addr))
-        self._attach_htif(image)
-        self.hart.reset(BOOT_ROM)
+        if firmware is not None:
+            self.hv.sbi = None
+            next_addr = kernel.entry if kernel is not None else 0
+            self.memory.write(BOOT_ROM, boot_rom(firmware.entry, fdt_addr, next_addr))
+            self.hart.reset(BOOT_ROM)
+        else:
+            self.hv.sbi = SbiFirmware(self)
+            self.hart.reset(kernel.entry)
+            self.hart.enter_supervisor(a0=self.hart.hartid, a1=fdt_addr)
 
     def _attach_htif(self, image: LoadedImage) -> None:
         tohost = image.symbols.get("tohost")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from .._core import VCpu
 from .csr import (
+    MEDELEG_WRITABLE,
     MEIP,
+    MENVCFG_STCE,
     MIE,
     MPIE,
     MPP,
@@ -72,6 +74,19 @@ class VirtualHart:
             self.vcpu.set_x(i, 0)
         self.vcpu.clear_reservation()
         self.last_trap = self.first_trap = None
+        self.sync_mode()
+
+    def enter_supervisor(self, a0: int, a1: int) -> None:
+        """Start in S-mode as if SBI firmware had run: traps delegated as OpenSBI does,
+        counters and Sstc open to S, a0/a1 set for the kernel."""
+        c = self.csr
+        c.medeleg = MEDELEG_WRITABLE & ~(1 << 9)     # all but ecall from S (the SBI's)
+        c.mideleg = SSIP | STIP | SEIP
+        c.mcounteren = 7
+        c.menvcfg = MENVCFG_STCE
+        self.priv = S
+        self.vcpu.set_x(10, a0)
+        self.vcpu.set_x(11, a1)
         self.sync_mode()
 
     def sync_mode(self) -> None:

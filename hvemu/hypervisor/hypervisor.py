@@ -180,6 +180,8 @@ class Hypervisor:
             hw |= SEIP
         if c.menvcfg & MENVCFG_STCE and now >= c.stimecmp:
             hw |= STIP
+        if self.sbi is not None and now >= self.sbi.timecmp:
+            hw |= STIP
         c.mip_hw = hw
 
     def check_interrupts(self) -> None:
@@ -197,7 +199,8 @@ class Hypervisor:
         now = self.clock.now()
         c = self.hart.csr
         deadlines = [t for t in (self.clint.mtimecmp[self.hart.hartid],
-                                 c.stimecmp if c.menvcfg & MENVCFG_STCE else None)
+                                 c.stimecmp if c.menvcfg & MENVCFG_STCE else None,
+                                 self.sbi.timecmp if self.sbi is not None else None)
                      if t is not None and t > now and t < (1 << 63)]
         return min(deadlines) if deadlines else None
 
