@@ -1,6 +1,6 @@
 # Declarations of the fast path: the guest hart state, the shadow TLB and the
 # exit record (hvemu's counterpart of `struct kvm_run`).
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 cdef enum:
     TLB_SIZE = 256          # entries per (privilege, access type); direct mapped
@@ -25,6 +25,17 @@ ctypedef struct TlbEntry:
     uint64_t tag         # guest virtual page number, or TLB_INVALID
     uint64_t addend      # host address minus guest virtual address
     uint64_t flags
+
+ctypedef struct Decoded:
+    # one pre-decoded instruction; a page of them is indexed by (pc & 0xfff) >> 1
+    uint8_t op           # an Op of the fast path; 0 = not decoded yet
+    uint8_t rd           # x0 as a destination is redirected to the scratch x[32]
+    uint8_t rs1
+    uint8_t rs2
+    int32_t imm
+    uint32_t raw         # the instruction as fetched
+    uint16_t step        # 1 for a 16-bit instruction, 2 for a 32-bit one (in slots)
+    uint16_t pad
 
 ctypedef struct ExitRecord:
     uint32_t reason
@@ -60,6 +71,15 @@ ctypedef struct HartState:
     uint8_t* rom
     uint64_t rom_base
     uint64_t rom_size
+    Decoded** code       # per RAM page: its pre-decoded instructions, or NULL
+    uint32_t fast        # use the pre-decoded fast path
+    # native counter reads (a twin of the CSR handler for cycle/time/instret, off by default)
+    uint32_t counters_native   # bit i: counter CSR 0xC00+i may be read without an exit
+    uint64_t insns_per_tick
+    uint64_t time_offset
+    uint64_t cycle_offset
+    uint64_t instret_offset
+    uint64_t decodes
     uint64_t trap_base   # a RAM range whose loads/stores exit as MMIO (HTIF's page)
     uint64_t trap_size
     # the shadow TLB: [privilege U/S/M][access type][index]
@@ -74,6 +94,8 @@ ctypedef struct HartState:
 
 
 cdef class GuestMemory:
+    cdef Decoded** code            # pre-decoded instruction pages, shared by the vCPUs
+    cdef uint64_t npages
     cdef readonly object ram       # numpy uint8 array: guest RAM
     cdef readonly object rom       # numpy uint8 array: boot ROM
     cdef readonly uint64_t ram_base

@@ -186,12 +186,14 @@ cdef int translate(HartState* s, uint64_t va, int acc, uint32_t priv,
     return fault
 
 
-cdef int tlb_fill(HartState* s, uint64_t va, int acc) noexcept nogil:
-    """Fill the TLB entry for va, or fill the exit record (exception or MMIO).
+cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint8_t** out) noexcept nogil:
+    """Translate va for an access, fill the TLB entry, and give the host address in out.
 
-    Returns MEM_OK when va now hits in the TLB for this access type."""
+    Returns MEM_OK, or MEM_EXIT with the exit record filled in (exception or MMIO).
+    A store to a page holding decoded instructions is not cached: it comes here
+    every time, and drops the decoded instructions it may overwrite."""
     cdef uint32_t priv = s.priv if acc == ACC_FETCH else s.ls_priv
-    cdef uint64_t pa, flags
+    cdef uint64_t pa, flags, ppn
     cdef uint8_t* host
     cdef TlbEntry* e
     cdef int cause
@@ -215,6 +217,12 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc) noexcept nogil:
         s.exit.tval = va
         s.exit.is_write = acc == ACC_STORE
         return MEM_EXIT
+    out[0] = host + (va & PAGE_MASK)
+    if acc == ACC_STORE and pa - s.ram_base < s.ram_size:
+        ppn = (pa - s.ram_base) >> 12
+        if s.code[ppn] != NULL:
+            code_invalidate(s.code[ppn], <uint32_t>(pa & PAGE_MASK), 8)
+            return MEM_OK
     e = &s.tlb[tlb_set(priv)][acc][(va >> 12) & TLB_MASK]
     e.tag = va >> 12
     e.addend = <uint64_t><uintptr_t>host - (va & ~PAGE_MASK)
@@ -261,10 +269,9 @@ cdef int load_slow(HartState* s, uint64_t va, uint32_t size, uint64_t* out) noex
         return MEM_OK
     p = tlb_lookup(s, va, ACC_LOAD, size)
     if p == NULL:
-        if tlb_fill(s, va, ACC_LOAD) != MEM_OK:
+        if tlb_fill(s, va, ACC_LOAD, &p) != MEM_OK:
             s.exit.size = size
             return MEM_EXIT
-        p = tlb_lookup(s, va, ACC_LOAD, size)
     memcpy(&v, p, size)
     out[0] = v
     return MEM_OK
@@ -279,24 +286,22 @@ cdef int store_slow(HartState* s, uint64_t va, uint32_t size, uint64_t v) noexce
         for i in range(size):
             p = tlb_lookup(s, va + i, ACC_STORE, 1)
             if p == NULL:
-                if tlb_fill(s, va + i, ACC_STORE) != MEM_OK:
+                if tlb_fill(s, va + i, ACC_STORE, &p) != MEM_OK:
                     if s.exit.reason == EXIT_MMIO:
                         set_exception(s, s.exit.pc, CAUSE_STORE_ACCESS, va)
                     elif s.exit.reason == EXIT_EXCEPTION:
                         s.exit.tval = va + i
                     return MEM_EXIT
-                p = tlb_lookup(s, va + i, ACC_STORE, 1)
             parts[i] = p
         for i in range(size):
             parts[i][0] = <uint8_t>(v >> (8 * i))
         return MEM_OK
     p = tlb_lookup(s, va, ACC_STORE, size)
     if p == NULL:
-        if tlb_fill(s, va, ACC_STORE) != MEM_OK:
+        if tlb_fill(s, va, ACC_STORE, &p) != MEM_OK:
             s.exit.size = size
             s.exit.value = v
             return MEM_EXIT
-        p = tlb_lookup(s, va, ACC_STORE, size)
     memcpy(p, &v, size)
     return MEM_OK
 
@@ -310,12 +315,11 @@ cdef uint8_t* amo_ptr(HartState* s, uint64_t va, uint32_t size, int acc) noexcep
         return NULL
     p = tlb_lookup(s, va, acc, size)
     if p == NULL:
-        if tlb_fill(s, va, acc) != MEM_OK:
+        if tlb_fill(s, va, acc, &p) != MEM_OK:
             if s.exit.reason == EXIT_MMIO:   # no atomics on devices
                 set_exception(s, s.exit.pc,
                               CAUSE_LOAD_ACCESS if acc == ACC_LOAD else CAUSE_STORE_ACCESS, va)
             return NULL
-        p = tlb_lookup(s, va, acc, size)
     return p
 
 
@@ -325,18 +329,16 @@ cdef int fetch_slow(HartState* s, uint64_t pc, uint32_t* insn) noexcept nogil:
     cdef uint16_t lo, hi
     p = tlb_lookup(s, pc, ACC_FETCH, 2)
     if p == NULL:
-        if tlb_fill(s, pc, ACC_FETCH) != MEM_OK:
+        if tlb_fill(s, pc, ACC_FETCH, &p) != MEM_OK:
             return MEM_EXIT
-        p = tlb_lookup(s, pc, ACC_FETCH, 2)
     memcpy(&lo, p, 2)
     if (lo & 3) != 3:
         insn[0] = lo
         return MEM_OK
     p = tlb_lookup(s, pc + 2, ACC_FETCH, 2)
     if p == NULL:
-        if tlb_fill(s, pc + 2, ACC_FETCH) != MEM_OK:
+        if tlb_fill(s, pc + 2, ACC_FETCH, &p) != MEM_OK:
             return MEM_EXIT
-        p = tlb_lookup(s, pc + 2, ACC_FETCH, 2)
     memcpy(&hi, p, 2)
     insn[0] = lo | (<uint32_t>hi << 16)
     return MEM_OK
@@ -448,14 +450,15 @@ cdef inline uint64_t amo_op(uint32_t f5, uint64_t old, uint64_t src, bint word) 
 # The execution loop
 # ---------------------------------------------------------------------------
 
-cdef int run_loop(HartState* s) noexcept nogil:
-    """Execute until instret reaches stop_at or an exit; return the exit reason.
+cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
+    """Decode and execute up to n instructions, one at a time; return the exit reason.
 
-    Each instruction either completes (pc and instret advance) or exits with pc
-    still pointing at it, so that the hypervisor can emulate or reflect it."""
+    The reference interpreter: every instruction is fetched and decoded afresh.
+    The pre-decoded fast path (`run_decoded`) hands it whatever it does not do
+    itself.  Each instruction either completes (pc and instret advance) or exits
+    with pc still pointing at it, so that the hypervisor can emulate or reflect it."""
     cdef uint64_t* x = s.x
     cdef uint64_t pc = s.pc
-    cdef uint64_t n = s.stop_at - s.instret if s.stop_at > s.instret else 0
     cdef uint64_t left = n
     cdef uint64_t fpage = TLB_INVALID, faddend = 0
     cdef uint64_t a, b, v, addr, imm
@@ -473,7 +476,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
         if (pc >> 12) != fpage:
             e = &s.tlb[tlb_set(s.priv)][ACC_FETCH][(pc >> 12) & TLB_MASK]
             if e.tag != (pc >> 12):
-                if tlb_fill(s, pc, ACC_FETCH) != MEM_OK:
+                if tlb_fill(s, pc, ACC_FETCH, &p) != MEM_OK:
                     reason = s.exit.reason
                     break
             fpage = pc >> 12
@@ -1003,6 +1006,610 @@ cdef int run_loop(HartState* s) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
+# The pre-decoded fast path
+#
+# Each RAM page that holds executed code gets an array of Decoded slots, one per
+# 2-byte offset, filled lazily the first time an instruction there runs.  The loop
+# steps a pointer through them; pc is rebuilt only where an instruction needs it.
+# Stores to such a page are never cached in the store TLB: they take the slow path,
+# which drops the slots they overwrite (self-modifying code stays correct without
+# relying on FENCE.I).  What the fast path does not do itself (SYSTEM, AMOs,
+# illegal instructions, an instruction straddling pages, the ROM) it hands to the
+# reference interpreter `run_generic`, one instruction at a time.
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    OP_UNDECODED = 0
+    OP_GENERIC
+    OP_PAGE_END
+    OP_NOP
+    OP_ADDI
+    OP_SLTI
+    OP_SLTIU
+    OP_XORI
+    OP_ORI
+    OP_ANDI
+    OP_SLLI
+    OP_SRLI
+    OP_SRAI
+    OP_ADDIW
+    OP_SLLIW
+    OP_SRLIW
+    OP_SRAIW
+    OP_ADD
+    OP_SUB
+    OP_SLL
+    OP_SLT
+    OP_SLTU
+    OP_XOR
+    OP_SRL
+    OP_SRA
+    OP_OR
+    OP_AND
+    OP_ADDW
+    OP_SUBW
+    OP_SLLW
+    OP_SRLW
+    OP_SRAW
+    OP_MUL
+    OP_MULH
+    OP_MULHSU
+    OP_MULHU
+    OP_DIV
+    OP_DIVU
+    OP_REM
+    OP_REMU
+    OP_MULW
+    OP_DIVW
+    OP_DIVUW
+    OP_REMW
+    OP_REMUW
+    OP_LUI
+    OP_AUIPC
+    OP_JAL
+    OP_JALR
+    OP_BEQ
+    OP_BNE
+    OP_BLT
+    OP_BGE
+    OP_BLTU
+    OP_BGEU
+    OP_LB
+    OP_LH
+    OP_LW
+    OP_LD
+    OP_LBU
+    OP_LHU
+    OP_LWU
+    OP_SB
+    OP_SH
+    OP_SW
+    OP_SD
+    OP_RDCOUNTER
+    SLOTS = 2048          # 2-byte slots in a 4 KiB page
+
+cdef uint8_t OPS_OP[8]
+cdef uint8_t OPS_M[8]
+cdef uint8_t OPS_LOAD[8]
+cdef uint8_t OPS_BRANCH[8]
+cdef uint8_t OPS_IMM[8]
+cdef uint8_t OPS_W_DIV[4]
+cdef uint8_t OPS_C_ALU[6]
+OPS_IMM[:] = [OP_ADDI, OP_GENERIC, OP_SLTI, OP_SLTIU, OP_XORI, OP_GENERIC, OP_ORI, OP_ANDI]
+OPS_W_DIV[:] = [OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW]
+OPS_C_ALU[:] = [OP_SUB, OP_XOR, OP_OR, OP_AND, OP_SUBW, OP_ADDW]
+OPS_OP[:] = [OP_ADD, OP_SLL, OP_SLT, OP_SLTU, OP_XOR, OP_SRL, OP_OR, OP_AND]
+OPS_M[:] = [OP_MUL, OP_MULH, OP_MULHSU, OP_MULHU, OP_DIV, OP_DIVU, OP_REM, OP_REMU]
+OPS_LOAD[:] = [OP_LB, OP_LH, OP_LW, OP_LD, OP_LBU, OP_LHU, OP_LWU, OP_GENERIC]
+OPS_BRANCH[:] = [OP_BEQ, OP_BNE, OP_GENERIC, OP_GENERIC, OP_BLT, OP_BGE, OP_BLTU, OP_BGEU]
+
+
+cdef void code_invalidate(Decoded* page, uint32_t off, uint32_t size) noexcept nogil:
+    """Drop the decoded slots that bytes [off, off+size) of the page may belong to."""
+    cdef int first = (<int>off - 2) >> 1
+    cdef int last = (<int>(off + size) - 1) >> 1
+    cdef int i
+    if first < 0:
+        first = 0
+    if last >= SLOTS:
+        last = SLOTS - 1
+    for i in range(first, last + 1):
+        page[i].op = OP_UNDECODED
+
+
+cdef Decoded* code_page(HartState* s, uint64_t ppn) noexcept nogil:
+    """The decoded-slot array of RAM page ppn, made on first use (NULL if out of memory)."""
+    cdef Decoded* page = s.code[ppn]
+    cdef int p
+    if page == NULL:
+        page = <Decoded*>calloc(SLOTS + 1, sizeof(Decoded))
+        if page == NULL:
+            return NULL
+        page[SLOTS].op = OP_PAGE_END
+        s.code[ppn] = page
+        # stores to this page must now take the slow path, which invalidates
+        for p in range(3):
+            memset(s.tlb[p][ACC_STORE], 0xff, TLB_SIZE * sizeof(TlbEntry))
+    return page
+
+
+cdef inline void dset(Decoded* d, uint8_t op, uint32_t rd, uint32_t rs1, uint32_t rs2,
+                      int64_t imm) noexcept nogil:
+    d.op = op
+    d.rd = <uint8_t>(rd if rd else 32)
+    d.rs1 = <uint8_t>rs1
+    d.rs2 = <uint8_t>rs2
+    d.imm = <int32_t>imm
+
+
+cdef void decode32(uint32_t insn, Decoded* d) noexcept nogil:
+    """Pre-decode a 32-bit instruction into d (OP_GENERIC for what the fast path leaves alone)."""
+    cdef uint32_t op = insn & 0x7f, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31
+    cdef uint32_t rs2 = (insn >> 20) & 31, f3 = (insn >> 12) & 7, f7 = insn >> 25
+    cdef int64_t i_imm = <int64_t><int32_t>insn >> 20
+    d.raw = insn
+    d.step = 2
+    dset(d, OP_GENERIC, rd, rs1, rs2, 0)
+    if op == 0x13:
+        if f3 == 1:
+            if (insn >> 26) == 0:
+                dset(d, OP_SLLI, rd, rs1, 0, (insn >> 20) & 63)
+        elif f3 == 5:
+            if (insn >> 26) == 0:
+                dset(d, OP_SRLI, rd, rs1, 0, (insn >> 20) & 63)
+            elif (insn >> 26) == 0x10:
+                dset(d, OP_SRAI, rd, rs1, 0, (insn >> 20) & 63)
+        else:
+            dset(d, OPS_IMM[f3], rd, rs1, 0, i_imm)
+    elif op == 0x33:
+        if f7 == 0:
+            dset(d, OPS_OP[f3], rd, rs1, rs2, 0)
+        elif f7 == 1:
+            dset(d, OPS_M[f3], rd, rs1, rs2, 0)
+        elif f7 == 0x20 and f3 == 0:
+            dset(d, OP_SUB, rd, rs1, rs2, 0)
+        elif f7 == 0x20 and f3 == 5:
+            dset(d, OP_SRA, rd, rs1, rs2, 0)
+    elif op == 0x03:
+        dset(d, OPS_LOAD[f3], rd, rs1, 0, i_imm)
+    elif op == 0x23:
+        if f3 <= 3:
+            dset(d, OP_SB + f3, 0, rs1, rs2,
+                 (<int64_t>(<int32_t>(insn & 0xfe000000u)) >> 20) | ((insn >> 7) & 31))
+    elif op == 0x63:
+        dset(d, OPS_BRANCH[f3], 0, rs1, rs2,
+             (<int64_t>(<int32_t>(insn & 0x80000000u)) >> 19) | ((insn & 0x80) << 4) |
+             ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e))
+    elif op == 0x1b:
+        if f3 == 0:
+            dset(d, OP_ADDIW, rd, rs1, 0, i_imm)
+        elif f3 == 1 and f7 == 0:
+            dset(d, OP_SLLIW, rd, rs1, 0, rs2)
+        elif f3 == 5 and f7 == 0:
+            dset(d, OP_SRLIW, rd, rs1, 0, rs2)
+        elif f3 == 5 and f7 == 0x20:
+            dset(d, OP_SRAIW, rd, rs1, 0, rs2)
+    elif op == 0x3b:
+        if f7 == 0 and f3 == 0:
+            dset(d, OP_ADDW, rd, rs1, rs2, 0)
+        elif f7 == 0x20 and f3 == 0:
+            dset(d, OP_SUBW, rd, rs1, rs2, 0)
+        elif f7 == 0 and f3 == 1:
+            dset(d, OP_SLLW, rd, rs1, rs2, 0)
+        elif f7 == 0 and f3 == 5:
+            dset(d, OP_SRLW, rd, rs1, rs2, 0)
+        elif f7 == 0x20 and f3 == 5:
+            dset(d, OP_SRAW, rd, rs1, rs2, 0)
+        elif f7 == 1 and f3 == 0:
+            dset(d, OP_MULW, rd, rs1, rs2, 0)
+        elif f7 == 1 and f3 >= 4:
+            dset(d, OPS_W_DIV[f3 - 4], rd, rs1, rs2, 0)
+    elif op == 0x37:
+        dset(d, OP_LUI, rd, 0, 0, <int32_t>(insn & 0xfffff000u))
+    elif op == 0x17:
+        dset(d, OP_AUIPC, rd, 0, 0, <int32_t>(insn & 0xfffff000u))
+    elif op == 0x6f:
+        dset(d, OP_JAL, rd, 0, 0,
+             (<int64_t>(<int32_t>(insn & 0x80000000u)) >> 11) | (insn & 0xff000) |
+             ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe))
+    elif op == 0x67:
+        if f3 == 0:
+            dset(d, OP_JALR, rd, rs1, 0, i_imm)
+    elif op == 0x0f:
+        if f3 <= 1:
+            dset(d, OP_NOP, 0, 0, 0, 0)          # FENCE; FENCE.I (decoded slots follow stores)
+    elif op == 0x73:
+        if f3 == 2 and rs1 == 0 and (insn >> 20) >= 0xc00 and (insn >> 20) <= 0xc02:
+            dset(d, OP_RDCOUNTER, rd, 0, 0, (insn >> 20) & 3)
+
+
+cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:
+    """Pre-decode a compressed instruction as its 32-bit equivalent's operation."""
+    cdef uint32_t op = ((insn >> 11) & 0x1c) | (insn & 3)
+    cdef uint32_t rd = (insn >> 7) & 31, rs2 = (insn >> 2) & 31
+    cdef uint32_t rdp = 8 + ((insn >> 2) & 7), rs1p = 8 + ((insn >> 7) & 7)
+    cdef int64_t imm6 = <int64_t>(<int32_t>(((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f)) << 26) >> 26
+    cdef uint64_t imm
+    cdef uint32_t f
+    d.raw = insn
+    d.step = 1
+    dset(d, OP_GENERIC, 0, 0, 0, 0)
+    if op == 0:                # C.ADDI4SPN
+        imm = (((insn >> 7) & 0x30) | ((insn >> 1) & 0x3c0) | ((insn >> 4) & 4) | ((insn >> 2) & 8))
+        if imm:
+            dset(d, OP_ADDI, rdp, 2, 0, <int64_t>imm)
+    elif op == 8:              # C.LW
+        dset(d, OP_LW, rdp, rs1p, 0,
+             ((insn >> 7) & 0x38) | ((insn << 1) & 0x40) | ((insn >> 4) & 4))
+    elif op == 12:             # C.LD
+        dset(d, OP_LD, rdp, rs1p, 0, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+    elif op == 24:             # C.SW
+        dset(d, OP_SW, 0, rs1p, rdp,
+             ((insn >> 7) & 0x38) | ((insn << 1) & 0x40) | ((insn >> 4) & 4))
+    elif op == 28:             # C.SD
+        dset(d, OP_SD, 0, rs1p, rdp, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+    elif op == 1:              # C.ADDI
+        dset(d, OP_ADDI, rd, rd, 0, imm6)
+    elif op == 5:              # C.ADDIW
+        if rd:
+            dset(d, OP_ADDIW, rd, rd, 0, imm6)
+    elif op == 9:              # C.LI
+        dset(d, OP_ADDI, rd, 0, 0, imm6)
+    elif op == 13:             # C.ADDI16SP / C.LUI
+        if rd == 2:
+            imm = (((insn >> 3) & 0x200) | ((insn >> 2) & 0x10) | ((insn << 1) & 0x40) |
+                   ((insn << 4) & 0x180) | ((insn << 3) & 0x20))
+            if imm:
+                dset(d, OP_ADDI, 2, 2, 0, <int64_t>(imm << 54) >> 54)
+        else:
+            imm = ((insn << 5) & 0x20000) | ((insn << 10) & 0x1f000)
+            if imm:
+                dset(d, OP_LUI, rd, 0, 0, <int64_t>(imm << 46) >> 46)
+    elif op == 17:             # MISC-ALU
+        f = (insn >> 10) & 3
+        if f == 0:
+            dset(d, OP_SRLI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+        elif f == 1:
+            dset(d, OP_SRAI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+        elif f == 2:
+            dset(d, OP_ANDI, rs1p, rs1p, 0, imm6)
+        else:
+            f = ((insn >> 10) & 4) | ((insn >> 5) & 3)
+            if f < 6:
+                dset(d, OPS_C_ALU[f], rs1p, rs1p, rdp, 0)
+    elif op == 21:             # C.J
+        imm = (((insn >> 1) & 0x800) | ((insn >> 7) & 0x10) | ((insn >> 1) & 0x300) |
+               ((insn << 2) & 0x400) | ((insn >> 1) & 0x40) | ((insn << 1) & 0x80) |
+               ((insn >> 2) & 0xe) | ((insn << 3) & 0x20))
+        dset(d, OP_JAL, 0, 0, 0, <int64_t>(imm << 52) >> 52)
+    elif op == 25 or op == 29:     # C.BEQZ, C.BNEZ
+        imm = (((insn >> 4) & 0x100) | ((insn >> 7) & 0x18) | ((insn << 1) & 0xc0) |
+               ((insn >> 2) & 6) | ((insn << 3) & 0x20))
+        dset(d, OP_BEQ if op == 25 else OP_BNE, 0, rs1p, 0, <int64_t>(imm << 55) >> 55)
+    elif op == 2:              # C.SLLI
+        dset(d, OP_SLLI, rd, rd, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+    elif op == 10:             # C.LWSP
+        if rd:
+            dset(d, OP_LW, rd, 2, 0,
+                 ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1c) | ((insn << 4) & 0xc0))
+    elif op == 14:             # C.LDSP
+        if rd:
+            dset(d, OP_LD, rd, 2, 0,
+                 ((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0))
+    elif op == 18:
+        if not (insn & 0x1000):
+            if rs2 == 0:
+                if rd:
+                    dset(d, OP_JALR, 0, rd, 0, 0)          # C.JR
+            else:
+                dset(d, OP_ADD, rd, 0, rs2, 0)             # C.MV
+        elif rs2 == 0:
+            if rd:
+                dset(d, OP_JALR, 1, rd, 0, 0)              # C.JALR (C.EBREAK stays generic)
+        else:
+            dset(d, OP_ADD, rd, rd, rs2, 0)                # C.ADD
+    elif op == 26:             # C.SWSP
+        dset(d, OP_SW, 0, 2, rs2, ((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0))
+    elif op == 30:             # C.SDSP
+        dset(d, OP_SD, 0, 2, rs2, ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0))
+
+
+cdef int run_loop(HartState* s) noexcept nogil:
+    """Execute until instret reaches stop_at or an exit; return the exit reason."""
+    cdef uint64_t* x = s.x
+    cdef uint64_t n, left, pc, vbase, a, b, v, addr, t
+    cdef Decoded* page
+    cdef Decoded* d
+    cdef uint8_t* hp
+    cdef uint8_t* p
+    cdef uint16_t half
+    cdef uint32_t size
+    cdef TlbEntry* e
+    cdef int reason, generic, pc_set
+    cdef uint32_t op
+    if not s.fast:
+        n = s.stop_at - s.instret if s.stop_at > s.instret else 0
+        return run_generic(s, n)
+    while True:
+        if s.instret >= s.stop_at:
+            s.exit.reason = EXIT_BUDGET
+            s.exit.pc = s.pc
+            return EXIT_BUDGET
+        n = s.stop_at - s.instret
+        pc = s.pc
+        s.exit.pc = pc
+        # ---- enter the page holding pc ----
+        e = &s.tlb[tlb_set(s.priv)][ACC_FETCH][(pc >> 12) & TLB_MASK]
+        if e.tag == (pc >> 12):
+            hp = <uint8_t*><uintptr_t>(e.addend + (pc & ~<uint64_t>PAGE_MASK))
+        else:
+            if tlb_fill(s, pc, ACC_FETCH, &hp) != MEM_OK:
+                reason = s.exit.reason
+                s.exit.reason = reason
+                return reason
+            hp -= pc & PAGE_MASK
+        page = NULL
+        if <uintptr_t>hp - <uintptr_t>s.ram < s.ram_size:
+            page = code_page(s, (<uintptr_t>hp - <uintptr_t>s.ram) >> 12)
+        if page == NULL:                      # the ROM: the reference interpreter
+            reason = run_generic(s, 1)
+            if reason != EXIT_BUDGET:
+                return reason
+            continue
+        vbase = pc & ~<uint64_t>PAGE_MASK
+        d = page + ((pc & PAGE_MASK) >> 1)
+        left = n
+        generic = 0
+        reason = 0
+        pc_set = 0
+        # ---- run pre-decoded instructions until we leave the page ----
+        while left:
+            op = d.op
+            if op == OP_ADDI:
+                x[d.rd] = x[d.rs1] + <uint64_t><int64_t>d.imm
+            elif op == OP_LD:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_LOAD, 8)
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 8, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 8)
+                x[d.rd] = v
+            elif op == OP_SD:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_STORE, 8)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, 8, v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(p, &v, 8)
+            elif op == OP_LW or op == OP_LWU or op == OP_LH or op == OP_LHU or op == OP_LB or op == OP_LBU:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                size = 4 if (op == OP_LW or op == OP_LWU) else (2 if (op == OP_LH or op == OP_LHU) else 1)
+                p = tlb_lookup(s, addr, ACC_LOAD, size)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, size, &v) != MEM_OK:
+                        reason = 1
+                        break
+                elif size == 4:
+                    memcpy(&v, p, 4)
+                elif size == 2:
+                    memcpy(&v, p, 2)
+                else:
+                    v = p[0]
+                x[d.rd] = load_ext(v, size, op == OP_LW or op == OP_LH or op == OP_LB)
+            elif op == OP_SW or op == OP_SH or op == OP_SB:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                size = 4 if op == OP_SW else (2 if op == OP_SH else 1)
+                p = tlb_lookup(s, addr, ACC_STORE, size)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, size, v) != MEM_OK:
+                        reason = 1
+                        break
+                elif size == 4:
+                    memcpy(p, &v, 4)
+                elif size == 2:
+                    memcpy(p, &v, 2)
+                else:
+                    p[0] = <uint8_t>v
+            elif op == OP_BEQ or op == OP_BNE or op == OP_BLT or op == OP_BGE or op == OP_BLTU or op == OP_BGEU:
+                a = x[d.rs1]
+                b = x[d.rs2]
+                if op == OP_BEQ:
+                    v = a == b
+                elif op == OP_BNE:
+                    v = a != b
+                elif op == OP_BLT:
+                    v = <int64_t>a < <int64_t>b
+                elif op == OP_BGE:
+                    v = <int64_t>a >= <int64_t>b
+                elif op == OP_BLTU:
+                    v = a < b
+                else:
+                    v = a >= b
+                if v:
+                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    left -= 1
+                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                        d = page + ((t & PAGE_MASK) >> 1)
+                        continue
+                    pc = t
+                    pc_set = 1
+                    break
+            elif op == OP_JAL:
+                t = vbase + (<uint64_t>(d - page) << 1)
+                x[d.rd] = t + 2 * d.step
+                t += <uint64_t><int64_t>d.imm
+                left -= 1
+                if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                    d = page + ((t & PAGE_MASK) >> 1)
+                    continue
+                pc = t
+                pc_set = 1
+                break
+            elif op == OP_JALR:
+                t = (x[d.rs1] + <uint64_t><int64_t>d.imm) & ~<uint64_t>1
+                x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 2 * d.step
+                left -= 1
+                if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                    d = page + ((t & PAGE_MASK) >> 1)
+                    continue
+                pc = t
+                pc_set = 1
+                break
+            elif op == OP_ADD:
+                x[d.rd] = x[d.rs1] + x[d.rs2]
+            elif op == OP_SUB:
+                x[d.rd] = x[d.rs1] - x[d.rs2]
+            elif op == OP_ADDIW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] + <uint64_t><int64_t>d.imm)
+            elif op == OP_ADDW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] + x[d.rs2])
+            elif op == OP_SUBW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] - x[d.rs2])
+            elif op == OP_SLLI:
+                x[d.rd] = x[d.rs1] << d.imm
+            elif op == OP_SRLI:
+                x[d.rd] = x[d.rs1] >> d.imm
+            elif op == OP_SRAI:
+                x[d.rd] = <uint64_t>(<int64_t>x[d.rs1] >> d.imm)
+            elif op == OP_ANDI:
+                x[d.rd] = x[d.rs1] & <uint64_t><int64_t>d.imm
+            elif op == OP_ORI:
+                x[d.rd] = x[d.rs1] | <uint64_t><int64_t>d.imm
+            elif op == OP_XORI:
+                x[d.rd] = x[d.rs1] ^ <uint64_t><int64_t>d.imm
+            elif op == OP_SLTI:
+                x[d.rd] = <int64_t>x[d.rs1] < <int64_t>d.imm
+            elif op == OP_SLTIU:
+                x[d.rd] = x[d.rs1] < <uint64_t><int64_t>d.imm
+            elif op == OP_LUI:
+                x[d.rd] = <uint64_t><int64_t>d.imm
+            elif op == OP_AUIPC:
+                x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+            elif op == OP_AND:
+                x[d.rd] = x[d.rs1] & x[d.rs2]
+            elif op == OP_OR:
+                x[d.rd] = x[d.rs1] | x[d.rs2]
+            elif op == OP_XOR:
+                x[d.rd] = x[d.rs1] ^ x[d.rs2]
+            elif op == OP_SLL:
+                x[d.rd] = x[d.rs1] << (x[d.rs2] & 63)
+            elif op == OP_SRL:
+                x[d.rd] = x[d.rs1] >> (x[d.rs2] & 63)
+            elif op == OP_SRA:
+                x[d.rd] = <uint64_t>(<int64_t>x[d.rs1] >> (x[d.rs2] & 63))
+            elif op == OP_SLT:
+                x[d.rd] = <int64_t>x[d.rs1] < <int64_t>x[d.rs2]
+            elif op == OP_SLTU:
+                x[d.rd] = x[d.rs1] < x[d.rs2]
+            elif op == OP_SLLIW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] << d.imm)
+            elif op == OP_SRLIW:
+                x[d.rd] = <uint64_t>sx32(<uint32_t>x[d.rs1] >> d.imm)
+            elif op == OP_SRAIW:
+                x[d.rd] = <uint64_t><int64_t>(<int32_t>x[d.rs1] >> d.imm)
+            elif op == OP_SLLW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] << (x[d.rs2] & 31))
+            elif op == OP_SRLW:
+                x[d.rd] = <uint64_t>sx32(<uint32_t>x[d.rs1] >> (x[d.rs2] & 31))
+            elif op == OP_SRAW:
+                x[d.rd] = <uint64_t><int64_t>(<int32_t>x[d.rs1] >> (x[d.rs2] & 31))
+            elif op == OP_MUL:
+                x[d.rd] = x[d.rs1] * x[d.rs2]
+            elif op == OP_MULH:
+                x[d.rd] = hv_mulh(<int64_t>x[d.rs1], <int64_t>x[d.rs2])
+            elif op == OP_MULHSU:
+                x[d.rd] = hv_mulhsu(<int64_t>x[d.rs1], x[d.rs2])
+            elif op == OP_MULHU:
+                x[d.rd] = hv_mulhu(x[d.rs1], x[d.rs2])
+            elif op == OP_DIV:
+                x[d.rd] = op_div(<int64_t>x[d.rs1], <int64_t>x[d.rs2])
+            elif op == OP_DIVU:
+                x[d.rd] = op_divu(x[d.rs1], x[d.rs2])
+            elif op == OP_REM:
+                x[d.rd] = op_rem(<int64_t>x[d.rs1], <int64_t>x[d.rs2])
+            elif op == OP_REMU:
+                x[d.rd] = op_remu(x[d.rs1], x[d.rs2])
+            elif op == OP_MULW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] * x[d.rs2])
+            elif op == OP_DIVW:
+                x[d.rd] = op_divw(x[d.rs1], x[d.rs2])
+            elif op == OP_DIVUW:
+                x[d.rd] = op_divuw(x[d.rs1], x[d.rs2])
+            elif op == OP_REMW:
+                x[d.rd] = op_remw(x[d.rs1], x[d.rs2])
+            elif op == OP_REMUW:
+                x[d.rd] = op_remuw(x[d.rs1], x[d.rs2])
+            elif op == OP_NOP:
+                pass
+            elif op == OP_RDCOUNTER:
+                if not ((s.counters_native >> d.imm) & 1):
+                    generic = 1
+                    break
+                t = s.instret + (n - left)
+                if d.imm == 0:
+                    v = t + s.cycle_offset
+                elif d.imm == 1:
+                    v = t / s.insns_per_tick + s.time_offset
+                else:
+                    v = t + s.instret_offset
+                x[d.rd] = v
+            elif op == OP_UNDECODED:
+                t = (<uint64_t>(d - page) << 1)
+                memcpy(&half, hp + t, 2)
+                s.decodes += 1
+                if (half & 3) != 3:
+                    decode16(half, d)
+                elif t != 0xffe:
+                    memcpy(&v, hp + t, 4)
+                    decode32(<uint32_t>v, d)
+                else:
+                    d.op = OP_GENERIC           # straddles two pages
+                    d.step = 2
+                continue
+            elif op == OP_PAGE_END:
+                pc = vbase + 4096
+                pc_set = 1
+                break
+            else:                               # OP_GENERIC
+                generic = 1
+                break
+            d += d.step
+            left -= 1
+        # ---- left the page: an exit, a generic instruction, the budget, a jump ----
+        x[0] = 0
+        if not pc_set:
+            pc = vbase + (<uint64_t>(d - page) << 1)
+        s.instret += n - left
+        s.pc = pc
+        if reason:
+            # a load/store slow path exited (MMIO or exception): complete the record
+            if s.exit.reason == EXIT_MMIO:
+                s.exit.rd = d.rd if d.rd != 32 else 0
+                s.exit.is_signed = (d.op == OP_LW or d.op == OP_LH or d.op == OP_LB or
+                                    d.op == OP_LD)
+                s.exit.insn = d.raw
+                s.exit.insn_len = 2 * d.step
+            s.exit.pc = pc
+            return s.exit.reason
+        if generic:
+            reason = run_generic(s, 1)
+            if reason != EXIT_BUDGET:
+                return reason
+
+
+# ---------------------------------------------------------------------------
 # Python interface
 # ---------------------------------------------------------------------------
 
@@ -1019,6 +1626,34 @@ cdef class GuestMemory:
         cdef uint8_t[::1] o = self.rom
         self.ram_ptr = &r[0]
         self.rom_ptr = &o[0]
+        self.npages = (ram_size + 4095) >> 12
+        self.code = <Decoded**>calloc(self.npages, sizeof(Decoded*))
+        if self.code == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        self.drop_code()
+        free(self.code)
+
+    def drop_code(self):
+        """Forget all pre-decoded instructions (call only while no vCPU runs)."""
+        cdef uint64_t i
+        if self.code == NULL:
+            return
+        for i in range(self.npages):
+            if self.code[i] != NULL:
+                free(self.code[i])
+                self.code[i] = NULL
+
+    def clear(self):
+        """Zero RAM (a reset) and forget decoded code."""
+        self.drop_code()
+        self.ram[:] = 0
+
+    @property
+    def code_pages(self):
+        """How many RAM pages hold pre-decoded instructions."""
+        return sum(1 for i in range(self.npages) if self.code[i] != NULL)
 
     @property
     def ram_size(self):
@@ -1033,8 +1668,20 @@ cdef class GuestMemory:
         return bytes(self._view(addr, size))
 
     def write(self, uint64_t addr, data):
-        """Copy bytes into guest-physical RAM or ROM; IndexError outside them."""
-        self._view(addr, len(data))[:] = np.frombuffer(bytes(data), dtype=np.uint8)
+        """Copy bytes into guest-physical RAM or ROM; IndexError outside them.
+
+        Like a guest store, it drops pre-decoded instructions it overwrites."""
+        cdef uint64_t n = len(data), off, page, end
+        self._view(addr, n)[:] = np.frombuffer(bytes(data), dtype=np.uint8)
+        if n and addr >= self.ram_base and addr - self.ram_base < <uint64_t>self.ram.shape[0]:
+            off = addr - self.ram_base
+            end = off + n
+            while off < end:
+                page = off >> 12
+                if self.code[page] != NULL:
+                    code_invalidate(self.code[page], <uint32_t>(off & PAGE_MASK),
+                                    <uint32_t>min(end - off, 4096 - (off & PAGE_MASK)))
+                off = (page + 1) << 12
 
     def _view(self, uint64_t addr, uint64_t size):
         if addr >= self.ram_base and addr - self.ram_base + size <= self.ram.shape[0]:
@@ -1060,6 +1707,9 @@ cdef class VCpu:
         self.s.rom_size = memory.rom.shape[0]
         self.s.priv = 3
         self.s.ls_priv = 3
+        self.s.code = memory.code
+        self.s.fast = 1
+        self.s.insns_per_tick = 10
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
 
     def __dealloc__(self):
@@ -1232,6 +1882,28 @@ cdef class VCpu:
         tlb_flush_all(self.s)
         memset(self.s.tlb[2], 0xff, sizeof(self.s.tlb[2]))
 
+    @property
+    def fast(self):
+        """True: the pre-decoded fast path; False: the reference interpreter only."""
+        return bool(self.s.fast)
+
+    @fast.setter
+    def fast(self, bint on):
+        self.s.fast = on
+
+    def set_counters(self, uint32_t native_mask, uint64_t insns_per_tick, uint64_t time_offset,
+                     uint64_t cycle_offset, uint64_t instret_offset):
+        """Let the core read cycle/time/instret (bit 0/1/2 of native_mask) without an exit.
+
+        The twin of the CSR handler for those reads: time = instret / insns_per_tick
+        + time_offset, cycle = instret + cycle_offset, instret + instret_offset.
+        The hypervisor pushes a mask of 0 to have every read exit."""
+        self.s.counters_native = native_mask
+        self.s.insns_per_tick = insns_per_tick if insns_per_tick else 1
+        self.s.time_offset = time_offset
+        self.s.cycle_offset = cycle_offset
+        self.s.instret_offset = instret_offset
+
     def clear_reservation(self):
         self.s.resv = 0
 
@@ -1250,4 +1922,5 @@ cdef class VCpu:
     def shadow_stats(self):
         """Shadow paging counters: TLB misses (fills attempted), page walks, flushes, page faults."""
         return {"tlb_misses": self.s.tlb_misses, "page_walks": self.s.page_walks,
-                "flushes": self.s.tlb_flushes, "page_faults": self.s.page_faults}
+                "flushes": self.s.tlb_flushes, "page_faults": self.s.page_faults,
+                "decodes": self.s.decodes}

@@ -183,7 +183,7 @@ class VM:
 
     def reset(self) -> None:
         """Reboot: devices, RAM and the hart reset, images reloaded."""
-        self.memory.ram[:] = 0
+        self.memory.clear()
         self.plic.reset()
         self.clint.reset()
         self.uart.reset()
