@@ -1086,6 +1086,30 @@ cdef enum:
     OP_SW
     OP_SD
     OP_RDCOUNTER
+    # compressed twins of the hottest operations: their arm steps the pointer by a
+    # constant, so the next dispatch does not wait for a load of `step`
+    OP_C_ADDI
+    OP_C_ADDIW
+    OP_C_ADD
+    OP_C_SUB
+    OP_C_ADDW
+    OP_C_SUBW
+    OP_C_AND
+    OP_C_OR
+    OP_C_XOR
+    OP_C_ANDI
+    OP_C_SLLI
+    OP_C_SRLI
+    OP_C_SRAI
+    OP_C_LW
+    OP_C_LD
+    OP_C_SW
+    OP_C_SD
+    OP_C_LUI
+    OP_C_BEQ
+    OP_C_BNE
+    OP_C_JAL
+    OP_C_JALR
     SLOTS = 2048          # 2-byte slots in a 4 KiB page
 
 cdef uint8_t OPS_OP[8]
@@ -1097,7 +1121,7 @@ cdef uint8_t OPS_W_DIV[4]
 cdef uint8_t OPS_C_ALU[6]
 OPS_IMM[:] = [OP_ADDI, OP_GENERIC, OP_SLTI, OP_SLTIU, OP_XORI, OP_GENERIC, OP_ORI, OP_ANDI]
 OPS_W_DIV[:] = [OP_DIVW, OP_DIVUW, OP_REMW, OP_REMUW]
-OPS_C_ALU[:] = [OP_SUB, OP_XOR, OP_OR, OP_AND, OP_SUBW, OP_ADDW]
+OPS_C_ALU[:] = [OP_C_SUB, OP_C_XOR, OP_C_OR, OP_C_AND, OP_C_SUBW, OP_C_ADDW]
 OPS_OP[:] = [OP_ADD, OP_SLL, OP_SLT, OP_SLTU, OP_XOR, OP_SRL, OP_OR, OP_AND]
 OPS_M[:] = [OP_MUL, OP_MULH, OP_MULHSU, OP_MULHU, OP_DIV, OP_DIVU, OP_REM, OP_REMU]
 OPS_LOAD[:] = [OP_LB, OP_LH, OP_LW, OP_LD, OP_LBU, OP_LHU, OP_LWU, OP_GENERIC]
@@ -1237,42 +1261,42 @@ cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:
     if op == 0:                # C.ADDI4SPN
         imm = (((insn >> 7) & 0x30) | ((insn >> 1) & 0x3c0) | ((insn >> 4) & 4) | ((insn >> 2) & 8))
         if imm:
-            dset(d, OP_ADDI, rdp, 2, 0, <int64_t>imm)
+            dset(d, OP_C_ADDI, rdp, 2, 0, <int64_t>imm)
     elif op == 8:              # C.LW
-        dset(d, OP_LW, rdp, rs1p, 0,
+        dset(d, OP_C_LW, rdp, rs1p, 0,
              ((insn >> 7) & 0x38) | ((insn << 1) & 0x40) | ((insn >> 4) & 4))
     elif op == 12:             # C.LD
-        dset(d, OP_LD, rdp, rs1p, 0, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+        dset(d, OP_C_LD, rdp, rs1p, 0, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
     elif op == 24:             # C.SW
-        dset(d, OP_SW, 0, rs1p, rdp,
+        dset(d, OP_C_SW, 0, rs1p, rdp,
              ((insn >> 7) & 0x38) | ((insn << 1) & 0x40) | ((insn >> 4) & 4))
     elif op == 28:             # C.SD
-        dset(d, OP_SD, 0, rs1p, rdp, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+        dset(d, OP_C_SD, 0, rs1p, rdp, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
     elif op == 1:              # C.ADDI
-        dset(d, OP_ADDI, rd, rd, 0, imm6)
+        dset(d, OP_C_ADDI, rd, rd, 0, imm6)
     elif op == 5:              # C.ADDIW
         if rd:
-            dset(d, OP_ADDIW, rd, rd, 0, imm6)
+            dset(d, OP_C_ADDIW, rd, rd, 0, imm6)
     elif op == 9:              # C.LI
-        dset(d, OP_ADDI, rd, 0, 0, imm6)
+        dset(d, OP_C_ADDI, rd, 0, 0, imm6)
     elif op == 13:             # C.ADDI16SP / C.LUI
         if rd == 2:
             imm = (((insn >> 3) & 0x200) | ((insn >> 2) & 0x10) | ((insn << 1) & 0x40) |
                    ((insn << 4) & 0x180) | ((insn << 3) & 0x20))
             if imm:
-                dset(d, OP_ADDI, 2, 2, 0, <int64_t>(imm << 54) >> 54)
+                dset(d, OP_C_ADDI, 2, 2, 0, <int64_t>(imm << 54) >> 54)
         else:
             imm = ((insn << 5) & 0x20000) | ((insn << 10) & 0x1f000)
             if imm:
-                dset(d, OP_LUI, rd, 0, 0, <int64_t>(imm << 46) >> 46)
+                dset(d, OP_C_LUI, rd, 0, 0, <int64_t>(imm << 46) >> 46)
     elif op == 17:             # MISC-ALU
         f = (insn >> 10) & 3
         if f == 0:
-            dset(d, OP_SRLI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+            dset(d, OP_C_SRLI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
         elif f == 1:
-            dset(d, OP_SRAI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+            dset(d, OP_C_SRAI, rs1p, rs1p, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
         elif f == 2:
-            dset(d, OP_ANDI, rs1p, rs1p, 0, imm6)
+            dset(d, OP_C_ANDI, rs1p, rs1p, 0, imm6)
         else:
             f = ((insn >> 10) & 4) | ((insn >> 5) & 3)
             if f < 6:
@@ -1281,37 +1305,37 @@ cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:
         imm = (((insn >> 1) & 0x800) | ((insn >> 7) & 0x10) | ((insn >> 1) & 0x300) |
                ((insn << 2) & 0x400) | ((insn >> 1) & 0x40) | ((insn << 1) & 0x80) |
                ((insn >> 2) & 0xe) | ((insn << 3) & 0x20))
-        dset(d, OP_JAL, 0, 0, 0, <int64_t>(imm << 52) >> 52)
+        dset(d, OP_C_JAL, 0, 0, 0, <int64_t>(imm << 52) >> 52)
     elif op == 25 or op == 29:     # C.BEQZ, C.BNEZ
         imm = (((insn >> 4) & 0x100) | ((insn >> 7) & 0x18) | ((insn << 1) & 0xc0) |
                ((insn >> 2) & 6) | ((insn << 3) & 0x20))
-        dset(d, OP_BEQ if op == 25 else OP_BNE, 0, rs1p, 0, <int64_t>(imm << 55) >> 55)
+        dset(d, OP_C_BEQ if op == 25 else OP_C_BNE, 0, rs1p, 0, <int64_t>(imm << 55) >> 55)
     elif op == 2:              # C.SLLI
-        dset(d, OP_SLLI, rd, rd, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
+        dset(d, OP_C_SLLI, rd, rd, 0, ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f))
     elif op == 10:             # C.LWSP
         if rd:
-            dset(d, OP_LW, rd, 2, 0,
+            dset(d, OP_C_LW, rd, 2, 0,
                  ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1c) | ((insn << 4) & 0xc0))
     elif op == 14:             # C.LDSP
         if rd:
-            dset(d, OP_LD, rd, 2, 0,
+            dset(d, OP_C_LD, rd, 2, 0,
                  ((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0))
     elif op == 18:
         if not (insn & 0x1000):
             if rs2 == 0:
                 if rd:
-                    dset(d, OP_JALR, 0, rd, 0, 0)          # C.JR
+                    dset(d, OP_C_JALR, 0, rd, 0, 0)          # C.JR
             else:
-                dset(d, OP_ADD, rd, 0, rs2, 0)             # C.MV
+                dset(d, OP_C_ADD, rd, 0, rs2, 0)             # C.MV
         elif rs2 == 0:
             if rd:
-                dset(d, OP_JALR, 1, rd, 0, 0)              # C.JALR (C.EBREAK stays generic)
+                dset(d, OP_C_JALR, 1, rd, 0, 0)              # C.JALR (C.EBREAK stays generic)
         else:
-            dset(d, OP_ADD, rd, rd, rs2, 0)                # C.ADD
+            dset(d, OP_C_ADD, rd, rd, rs2, 0)                # C.ADD
     elif op == 26:             # C.SWSP
-        dset(d, OP_SW, 0, 2, rs2, ((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0))
+        dset(d, OP_C_SW, 0, 2, rs2, ((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0))
     elif op == 30:             # C.SDSP
-        dset(d, OP_SD, 0, 2, rs2, ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0))
+        dset(d, OP_C_SD, 0, 2, rs2, ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0))
 
 
 cdef int run_loop(HartState* s) noexcept nogil:
@@ -1448,7 +1472,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                     break
             elif op == OP_JAL:
                 t = vbase + (<uint64_t>(d - page) << 1)
-                x[d.rd] = t + 2 * d.step
+                x[d.rd] = t + 4
                 t += <uint64_t><int64_t>d.imm
                 left -= 1
                 if (t & ~<uint64_t>PAGE_MASK) == vbase:
@@ -1459,7 +1483,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 break
             elif op == OP_JALR:
                 t = (x[d.rs1] + <uint64_t><int64_t>d.imm) & ~<uint64_t>1
-                x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 2 * d.step
+                x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 4
                 left -= 1
                 if (t & ~<uint64_t>PAGE_MASK) == vbase:
                     d = page + ((t & PAGE_MASK) >> 1)
@@ -1551,6 +1575,177 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 x[d.rd] = op_remw(x[d.rs1], x[d.rs2])
             elif op == OP_REMUW:
                 x[d.rd] = op_remuw(x[d.rs1], x[d.rs2])
+            elif op == OP_C_ADDI:
+                x[d.rd] = x[d.rs1] + <uint64_t><int64_t>d.imm
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_ADDIW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] + <uint64_t><int64_t>d.imm)
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_ADD:
+                x[d.rd] = x[d.rs1] + x[d.rs2]
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SUB:
+                x[d.rd] = x[d.rs1] - x[d.rs2]
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_ADDW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] + x[d.rs2])
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SUBW:
+                x[d.rd] = <uint64_t>sx32(x[d.rs1] - x[d.rs2])
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_AND:
+                x[d.rd] = x[d.rs1] & x[d.rs2]
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_OR:
+                x[d.rd] = x[d.rs1] | x[d.rs2]
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_XOR:
+                x[d.rd] = x[d.rs1] ^ x[d.rs2]
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_ANDI:
+                x[d.rd] = x[d.rs1] & <uint64_t><int64_t>d.imm
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SLLI:
+                x[d.rd] = x[d.rs1] << d.imm
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SRLI:
+                x[d.rd] = x[d.rs1] >> d.imm
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SRAI:
+                x[d.rd] = <uint64_t>(<int64_t>x[d.rs1] >> d.imm)
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_LUI:
+                x[d.rd] = <uint64_t><int64_t>d.imm
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_LW:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_LOAD, 4)
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 4, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 4)
+                x[d.rd] = <uint64_t>sx32(v)
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_LD:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_LOAD, 8)
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 8, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 8)
+                x[d.rd] = v
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SW:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_STORE, 4)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, 4, v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(p, &v, 4)
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_SD:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_lookup(s, addr, ACC_STORE, 8)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, 8, v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(p, &v, 8)
+                d += 1
+                left -= 1
+                continue
+            elif op == OP_C_BEQ:
+                left -= 1
+                if x[d.rs1] == 0:
+                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                        d = page + ((t & PAGE_MASK) >> 1)
+                        continue
+                    pc = t
+                    pc_set = 1
+                    break
+                d += 1
+                continue
+            elif op == OP_C_BNE:
+                left -= 1
+                if x[d.rs1] != 0:
+                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                        d = page + ((t & PAGE_MASK) >> 1)
+                        continue
+                    pc = t
+                    pc_set = 1
+                    break
+                d += 1
+                continue
+            elif op == OP_C_JAL:
+                t = vbase + (<uint64_t>(d - page) << 1)
+                x[d.rd] = t + 2
+                t += <uint64_t><int64_t>d.imm
+                left -= 1
+                if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                    d = page + ((t & PAGE_MASK) >> 1)
+                    continue
+                pc = t
+                pc_set = 1
+                break
+            elif op == OP_C_JALR:
+                t = (x[d.rs1] + <uint64_t><int64_t>d.imm) & ~<uint64_t>1
+                x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 2
+                left -= 1
+                if (t & ~<uint64_t>PAGE_MASK) == vbase:
+                    d = page + ((t & PAGE_MASK) >> 1)
+                    continue
+                pc = t
+                pc_set = 1
+                break
             elif op == OP_NOP:
                 pass
             elif op == OP_RDCOUNTER:
@@ -1585,7 +1780,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
             else:                               # OP_GENERIC
                 generic = 1
                 break
-            d += d.step
+            d += 2                              # every 16-bit operation has its own arm
             left -= 1
         # ---- left the page: an exit, a generic instruction, the budget, a jump ----
         x[0] = 0
@@ -1598,7 +1793,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
             if s.exit.reason == EXIT_MMIO:
                 s.exit.rd = d.rd if d.rd != 32 else 0
                 s.exit.is_signed = (d.op == OP_LW or d.op == OP_LH or d.op == OP_LB or
-                                    d.op == OP_LD)
+                                    d.op == OP_LD or d.op == OP_C_LW or d.op == OP_C_LD)
                 s.exit.insn = d.raw
                 s.exit.insn_len = 2 * d.step
             s.exit.pc = pc

@@ -55,8 +55,11 @@ def cli() -> None:
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the same figures as JSON to this file")
 @click.option("--trace", is_flag=True, help="print one line per exit to stderr")
+@click.option("--reference", is_flag=True,
+              help="run on the reference interpreter with every exit through Python handlers "
+                   "(no pre-decoded fast path, no native twins)")
 def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_json,
-         trace) -> None:
+         trace, reference) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import stdout_console
@@ -71,7 +74,8 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
     config = VMConfig(image=images.resolve(firmware) if firmware else None,
                       kernel=images.resolve(kernel) if kernel else None,
                       memory=parse_size(memory),
-                      max_instructions=max_instructions, timeout=timeout)
+                      max_instructions=max_instructions, timeout=timeout,
+                      reference=reference)
     vm = VM(config, stdout_console(interactive_input=sys.stdin.isatty()))
     if trace:
         vm.hv.tracer = Tracer()

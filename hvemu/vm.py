@@ -41,6 +41,7 @@ class VMConfig:
     memory: int = 128 << 20
     max_instructions: int | None = None
     timeout: float | None = None      # seconds of host time
+    reference: bool = False           # reference interpreter and Python handlers only
 
 
 @dataclass
@@ -79,8 +80,10 @@ class VM:
         self.board = Board(ram_size=config.memory)
         self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
         self.vcpu = _core.VCpu(self.memory)
-        self.clock = VirtualClock(self.vcpu)
-        self.hart = VirtualHart(self.vcpu, 0, self.clock.now)
+        self.clock = VirtualClock(self.vcpu, on_change=lambda: self.hart.sync_counters())
+        self.hart = VirtualHart(self.vcpu, 0, self.clock)
+        self.vcpu.fast = not config.reference
+        self.hart.native_counters = not config.reference
         self.console = console or Console()
         self.power = PowerControl()
         self.bus = MmioBus()

@@ -60,6 +60,10 @@ class RV:
         return ((imm & 0xFFF) << 20) | (rs1 << 15) | (rd << 7) | 0x13
 
     @staticmethod
+    def slli(rd: int, rs1: int, shamt: int) -> int:
+        return ((shamt & 63) << 20) | (rs1 << 15) | (1 << 12) | (rd << 7) | 0x13
+
+    @staticmethod
     def jalr(rd: int, rs1: int, imm: int = 0) -> int:
         return ((imm & 0xFFF) << 20) | (rs1 << 15) | (rd << 7) | 0x67
 

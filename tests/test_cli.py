@@ -251,7 +251,7 @@ def test_boot_without_an_image_ignores_an_unrelated_file_named_hello_in_the_cwd(
                    "Console.can_receive() is always true once the VM sets console.receive")
 def test_a_guest_waiting_for_an_interrupt_that_cannot_come_exits_121(raw_image):
     idle = raw_image(RV.code(RV.WFI, RV.jal(0, -4)))      # 1: wfi; j 1b   (mie = 0)
-    proc = run_hvemu("boot", idle, timeout=4)
+    proc = run_hvemu("boot", idle, timeout=3)
     assert proc.returncode == EXIT_IDLE
     assert stderr_lines(proc)[0].startswith("hvemu: guest stopped: ")
 
@@ -261,5 +261,5 @@ def test_a_guest_waiting_for_an_interrupt_that_cannot_come_exits_121(raw_image):
                    "WFI (each idling 50 ms) reaches none, so it never times out")
 def test_timeout_also_stops_a_guest_that_idles_in_wfi(raw_image):
     idle = raw_image(RV.code(RV.WFI, RV.jal(0, -4)))
-    proc = run_hvemu("boot", "--timeout", "0.5", idle, timeout=4)
+    proc = run_hvemu("boot", "--timeout", "0.5", idle, timeout=3)
     assert proc.returncode in (EXIT_TIMEOUT, EXIT_IDLE)

@@ -33,6 +33,7 @@ from .csr import (
 )
 
 INTERRUPT = 1 << 63
+MASK64 = (1 << 64) - 1
 # interrupt priority order: MEI, MSI, MTI, SEI, SSI, STI
 PRIORITY = [(MEIP, 11), (MSIP, 3), (MTIP, 7), (SEIP, 9), (SSIP, 1), (STIP, 5)]
 
@@ -58,10 +59,12 @@ def cause_name(cause: int) -> str:
 class VirtualHart:
     """One guest hart: `vcpu` (the fast path's state) and `csr` (virtual privileged state)."""
 
-    def __init__(self, vcpu: VCpu, hartid: int, time):
+    def __init__(self, vcpu: VCpu, hartid: int, clock):
         self.vcpu = vcpu
         self.hartid = hartid
-        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, time)
+        self.clock = clock
+        self.native_counters = True
+        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, clock.now)
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps
@@ -89,6 +92,18 @@ class VirtualHart:
         self.vcpu.set_x(11, a1)
         self.sync_mode()
 
+    def sync_counters(self) -> None:
+        """Push what the core needs to read cycle/time/instret itself (the native twin of
+        the CSR handler for those reads), or a zero mask to have every read exit."""
+        c = self.csr
+        mask = 0
+        if self.native_counters:
+            mask = sum(1 << bit for bit in range(3) if c.counter_allowed(bit, self.priv))
+        clock = self.clock
+        self.vcpu.set_counters(mask, clock.ipt if clock else 10,
+                               (clock.offset if clock else 0) & MASK64,
+                               c.cycle_offset & MASK64, c.instret_offset & MASK64)
+
     def sync_mode(self) -> None:
         """Push privilege and translation state into the core (as a VMCS write would)."""
         c = self.csr
@@ -97,6 +112,7 @@ class VirtualHart:
         mode = c.satp >> 60
         self.vcpu.set_mode(self.priv, ls_priv, mode, (c.satp & ((1 << 44) - 1)) << 12,
                            bool(ms & SUM), bool(ms & MXR))
+        self.sync_counters()
 
     # ---- traps ----
     def take_trap(self, cause: int, tval: int, pc: int) -> str:

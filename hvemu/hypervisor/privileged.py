@@ -17,6 +17,7 @@ MODE_CSRS = frozenset({0x300, 0x100, 0x180})                       # mstatus, ss
 IRQ_CSRS = frozenset({0x300, 0x100, 0x304, 0x104, 0x344, 0x144, 0x303, 0x14D, 0x30A})
 TIMER_CSRS = frozenset({0x14D, 0x30A})                              # stimecmp, menvcfg
 MIP_CSRS = frozenset({0x344, 0x144})
+COUNTER_CSRS = frozenset({0x306, 0x106, 0xB00, 0xB02})   # what the core's counter reads use
 
 
 def illegal(hv, insn: int) -> None:
@@ -54,6 +55,8 @@ def csr_instruction(hv, insn: int) -> None:
         illegal(hv, insn)
         return
     vcpu.complete_csr(rd, old)
+    if written and csr in COUNTER_CSRS:
+        hart.sync_counters()
     if written and csr in IRQ_CSRS or csr in MODE_CSRS:
         if csr in MODE_CSRS:
             hart.sync_mode()
