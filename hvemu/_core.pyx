@@ -242,6 +242,14 @@ cdef inline uint8_t* tlb_lookup(HartState* s, uint64_t va, int acc,
     return NULL
 
 
+cdef inline uint8_t* tlb_hit(TlbEntry* tlb, uint64_t va, uint32_t size) noexcept nogil:
+    """The hit path with the TLB set already chosen: host address of [va, va+size), or NULL."""
+    cdef TlbEntry* e = &tlb[(va >> 12) & TLB_MASK]
+    if e.tag == (va >> 12) and (va & PAGE_MASK) <= 4096 - size:
+        return <uint8_t*><uintptr_t>(e.addend + va)
+    return NULL
+
+
 cdef void tlb_flush_all(HartState* s) noexcept nogil:
     """Drop the U and S shadow entries (the M set is the identity map and never stale)."""
     memset(s.tlb, 0xff, 2 * 3 * TLB_SIZE * sizeof(TlbEntry))
@@ -1349,6 +1357,8 @@ cdef int run_loop(HartState* s) noexcept nogil:
     cdef uint16_t half
     cdef uint32_t size
     cdef TlbEntry* e
+    cdef TlbEntry* tl_load = s.tlb[tlb_set(s.ls_priv)][ACC_LOAD]
+    cdef TlbEntry* tl_store = s.tlb[tlb_set(s.ls_priv)][ACC_STORE]
     cdef int reason, generic, pc_set
     cdef uint32_t op
     if not s.fast:
@@ -1393,7 +1403,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 x[d.rd] = x[d.rs1] + <uint64_t><int64_t>d.imm
             elif op == OP_LD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_LOAD, 8)
+                p = tlb_hit(tl_load, addr, 8)
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
                     if load_slow(s, addr, 8, &v) != MEM_OK:
@@ -1404,7 +1414,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 x[d.rd] = v
             elif op == OP_SD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_STORE, 8)
+                p = tlb_hit(tl_store, addr, 8)
                 v = x[d.rs2]
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
@@ -1416,7 +1426,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_LW or op == OP_LWU or op == OP_LH or op == OP_LHU or op == OP_LB or op == OP_LBU:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
                 size = 4 if (op == OP_LW or op == OP_LWU) else (2 if (op == OP_LH or op == OP_LHU) else 1)
-                p = tlb_lookup(s, addr, ACC_LOAD, size)
+                p = tlb_hit(tl_load, addr, size)
                 v = 0
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
@@ -1433,7 +1443,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_SW or op == OP_SH or op == OP_SB:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
                 size = 4 if op == OP_SW else (2 if op == OP_SH else 1)
-                p = tlb_lookup(s, addr, ACC_STORE, size)
+                p = tlb_hit(tl_store, addr, size)
                 v = x[d.rs2]
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
@@ -1647,7 +1657,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 continue
             elif op == OP_C_LW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_LOAD, 4)
+                p = tlb_hit(tl_load, addr, 4)
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
                     if load_slow(s, addr, 4, &v) != MEM_OK:
@@ -1661,7 +1671,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 continue
             elif op == OP_C_LD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_LOAD, 8)
+                p = tlb_hit(tl_load, addr, 8)
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
                     if load_slow(s, addr, 8, &v) != MEM_OK:
@@ -1675,7 +1685,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 continue
             elif op == OP_C_SW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_STORE, 4)
+                p = tlb_hit(tl_store, addr, 4)
                 v = x[d.rs2]
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
@@ -1689,7 +1699,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 continue
             elif op == OP_C_SD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                p = tlb_lookup(s, addr, ACC_STORE, 8)
+                p = tlb_hit(tl_store, addr, 8)
                 v = x[d.rs2]
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
