@@ -105,6 +105,67 @@ def list_images() -> None:
         click.echo(f"{name:<10} {desc}")
 
 
+@cli.command("bench")
+@click.argument("images_", metavar="[IMAGE]...", nargs=-1)
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="runs per figure; the best counts")
+@click.option("--qemu/--no-qemu", default=True, show_default=True,
+              help="also time the same guest on qemu-system-riscv64, when installed")
+@click.option("--gate", is_flag=True, help="check the perf gate against the baseline")
+@click.option("--update-baseline", is_flag=True, help="measure and write a new baseline")
+@click.option("--baseline", type=click.Path(dir_okay=False), default="bench/baseline.json",
+              show_default=True, help="the perf gate's baseline file")
+def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> None:
+    """Time guests on hvemu (and QEMU), or run the CI perf gate."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import benchmark
+
+    console = Console(width=max(120, Console().width))
+    if update_baseline:
+        data = benchmark.update_baseline(Path(baseline))
+        console.print(f"wrote {baseline}: " + json.dumps(data["ratios"]))
+        return
+    if gate:
+        rows = benchmark.check_gate(Path(baseline), repeat)
+        t = Table(title=f"perf gate (ratio = figure / calibration; floor = baseline "
+                        f"- {benchmark.load_baseline(Path(baseline)).get('tolerance', 0.2):.0%})")
+        for col in ("figure", "value", "ratio", "baseline", "floor", "result"):
+            t.add_column(col, justify="left" if col == "figure" else "right")
+        for r in rows:
+            t.add_row(r["name"], f"{r['value']:,.1f}", f"{r['ratio']:.4f}",
+                      f"{r['baseline']:.4f}", f"{r['floor']:.4f}",
+                      "pass" if r["ok"] else "[red]FAIL[/red]")
+        console.print(t)
+        if not all(r["ok"] for r in rows):
+            sys.exit(1)
+        return
+    t = Table(title="hvemu vs QEMU (TCG): same guest, same machine")
+    for col in ("image", "instructions", "hvemu s", "hvemu MIPS", "QEMU s", "QEMU MIPS",
+                "hvemu/QEMU"):
+        t.add_column(col, justify="right")
+    use_qemu = qemu and benchmark.qemu_available()
+    for image in images_ or ("bench",):
+        m = benchmark.run_hvemu(image, repeat)
+        row = [image, f"{m.instructions:,}", f"{m.seconds:.3f}", f"{m.mips:,.1f}"]
+        if use_qemu:
+            q = benchmark.run_qemu(image, repeat)
+            qmips = m.instructions / q / 1e6
+            row += [f"{q:.3f}", f"{qmips:,.1f}", f"{m.mips / qmips:.2f}"]
+        else:
+            row += ["-", "-", "-"]
+        t.add_row(*row)
+    console.print(t)
+    if use_qemu:
+        console.print("QEMU's time is its wall time less its start-up (a guest that powers "
+                      "off at once); its instruction count is hvemu's (the same guest).")
+    elif qemu:
+        console.print("qemu-system-riscv64 is not installed: hvemu figures only.")
+
+
 def print_stats(stats) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -125,7 +186,7 @@ def print_stats(stats) -> None:
                            ("mmio", "mmio: {}"), ("sbi", "sbi: {}"), ("shadow", "shadow: {}")):
         for k, v in d[section].items():
             t.add_row(title.format(k), f"{v:,}")
-    Console(stderr=True).print(t)
+    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(t)
 
 
 def main(argv=None) -> None:

@@ -7,8 +7,8 @@
   guest images without an assembler; `raw_image` writes such an image to a file.
 * `hello_vm` is a fresh `hvemu.vm.VM` booted (not yet run) from the bundled
   hello image, for tests that poke at the virtual hart directly.
-* `cross_tool` finds a cross-toolchain program: missing, the test is skipped, or
-  fails when the environment variable CI is set.
+* `require_tool(name)` finds a host tool (make, the cross toolchain): missing, the
+  calling test is skipped, or fails when the environment variable CI is set.
 """
 from __future__ import annotations
 
@@ -134,9 +134,3 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{message}; required when CI is set")
         pytest.skip(message)
     return path
-
-
-@pytest.fixture
-def cross_tool():
-    """cross_tool(name) -> path of a cross-toolchain program (see require_tool)."""
-    return require_tool

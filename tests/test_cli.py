@@ -16,7 +16,6 @@ from conftest import (
     EXIT_IDLE,
     EXIT_MAX_INSNS,
     EXIT_TIMEOUT,
-    FIRMWARE,
     HELLO_ELF,
     RV,
     run_hvemu,
@@ -46,7 +45,8 @@ def raw_from_elf(elf, out):
     if objcopy:
         subprocess.run([objcopy, "-O", "binary", str(elf), str(out)], check=True, timeout=60)
         return out
-    from elftools.elf.elffile import ELFFile      # no toolchain: flatten the PT_LOADs
+    from elftools.elf.elffile import ELFFile  # no toolchain: flatten the PT_LOADs
+
     with open(elf, "rb") as f:
         e = ELFFile(f)
         segs = [s for s in e.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_filesz"]]
@@ -172,7 +172,7 @@ def test_trace_prints_one_line_per_exit_with_pc_disassembly_and_reason(hello_tra
     assert proc.stdout.splitlines()[0] == HELLO_BANNER        # trace goes to stderr only
     lines = proc.stderr.splitlines()
     parsed = [TRACE_LINE.match(line) for line in lines]
-    assert all(parsed), [line for line, m in zip(lines, parsed) if not m][:3]
+    assert all(parsed), [line for line, m in zip(lines, parsed, strict=True) if not m][:3]
     assert len(lines) == figures["exits_total"]
     # the boot ROM's `csrr a0, mhartid` is the first exit
     assert lines[0].startswith("pc=0x0000000000001008 M  f1402573  csrr a0, mhartid")
