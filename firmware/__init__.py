@@ -11,6 +11,10 @@ IMAGES = {
     "bench": "deterministic ~300M-instruction integer workload (ALU, mul/div, memcpy, CRC32, heapsort)",
     "csrloop": "1,000,000 'csrr t0, mscratch' reads to time privileged-instruction round trips",
     "htif": "riscv-tests style image printing 'htif: hello' via tohost/fromhost and exiting with code 0",
+    "bench-sv39": "bench's workload (same checksum) in S-mode under Sv39 paging with 4 KiB pages and hardware A/D",
+    "sfence": "S-mode Sv39: 200,000 PTE remaps, each with sfence.vma and a checked read, to time sfence.vma exits",
+    "faults": "S-mode Sv39: 100,000 store page faults mapped by an stvec handler, to time page-fault round trips",
+    "mmioloop": "1,000,000 reads of the UART line status register to time MMIO exits",
 }
 
 

@@ -2,7 +2,8 @@
  * medeleg delegates the page faults).  100,000 times: store to the
  * unmapped page SV39_WINDOW; the store page fault handler maps it onto a
  * backing page (writes the PTE, `sfence.vma`) and returns to retry the
- * store; then the loop checks the value landed and unmaps the page again
+ * store; then the loop checks the value landed, that the hart set the
+ * PTE's A and D bits, and unmaps the page again
  * (PTE = 0, `sfence.vma`).  Prints "faults: 100000 page faults handled"
  * and powers off; it measures page-fault round trips. */
 #include "fw.h"
@@ -37,8 +38,10 @@ static int s_faults(void)
     for (unsigned long i = 0; i < FAULTS; i++) {
         *window = i;                    /* page faults, gets mapped */
         if (n_faults != i + 1 || window[0] != i
-            || ((volatile uint64_t *)backing)[0] != i) {
-            printf("faults: FAILED at iteration %lu (faults=%lu)\n", i, n_faults);
+            || ((volatile uint64_t *)backing)[0] != i
+            || *window_pte != (PTE_LEAF(backing, PTE_R | PTE_W) | PTE_A | PTE_D)) {
+            printf("faults: FAILED at iteration %lu (faults=%lu, pte=0x%016lx)\n",
+                   i, n_faults, *window_pte);
             return 1;
         }
         *window_pte = 0;                /* unmap again */

@@ -1,6 +1,6 @@
 # Declarations of the fast path: the guest hart state, the shadow TLB and the
 # exit record (hvemu's counterpart of `struct kvm_run`).
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 cdef enum:
     TLB_SIZE = 256          # entries per (privilege, access type); direct mapped
@@ -80,6 +80,7 @@ ctypedef struct HartState:
     uint64_t cycle_offset
     uint64_t instret_offset
     uint64_t decodes
+    int64_t core_ns       # host nanoseconds spent in run()
     uint64_t trap_base   # a RAM range whose loads/stores exit as MMIO (HTIF's page)
     uint64_t trap_size
     # the shadow TLB: [privilege U/S/M][access type][index]

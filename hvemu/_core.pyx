@@ -19,6 +19,7 @@ from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
                           uint32_t, uint64_t, uintptr_t, INT64_MIN)
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from *:
     """
@@ -1921,11 +1922,23 @@ cdef class VCpu:
         free(self.s)
 
     def run(self):
-        """Run until instret reaches stop_at or an exit; return the exit reason."""
+        """Run until instret reaches stop_at or an exit; return the exit reason.
+
+        The GIL is released while guest code runs; the time spent is added to
+        `core_seconds`."""
         cdef int r
+        cdef timespec t0, t1
+        clock_gettime(CLOCK_MONOTONIC, &t0)
         with nogil:
             r = run_loop(self.s)
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        self.s.core_ns += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return r
+
+    @property
+    def core_seconds(self):
+        """Host seconds spent inside run() (the fast path), since the vCPU was made."""
+        return self.s.core_ns / 1e9
 
     # ---- registers ----
     def get_x(self, int i):

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
-
 from hvemu._core import BUDGET, EXCEPTION, MMIO, SYSTEM, GuestMemory, VCpu
 
 RAM_BASE = 0x8000_0000

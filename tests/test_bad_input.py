@@ -6,6 +6,8 @@ import random
 import re
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,21 @@ def test_a_stats_json_path_that_cannot_be_written_is_a_one_line_error(tmp_path):
 def test_a_timeout_that_is_not_a_number_is_refused():
     proc = run_hvemu("boot", "--timeout", "nan", timeout=30)
     assert_one_line_error(proc, EXIT_USAGE, "--timeout")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: when the host cannot allocate the guest RAM "
+                   "(e.g. --memory 64G, which the size check accepts, on a smaller host) "
+                   "numpy's MemoryError is reported as 'hvemu: internal error: MemoryError: ...'")
+def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
+    # the host refusing the allocation, made deterministic: GuestMemory raises MemoryError
+    script = (
+        "import hvemu._core as core\n"
+        "class NoMemory:\n"
+        "    def __init__(self, *args):\n"
+        "        raise MemoryError('Unable to allocate 64.0 GiB for an array')\n"
+        "core.GuestMemory = NoMemory\n"
+        "from hvemu.cli import main\n"
+        "main(['boot', '--memory', '64G'])\n")
+    proc = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc, EXIT_BAD_INPUT, "64")

@@ -10,6 +10,7 @@ illegal-instruction trap in the guest.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 M, S, U = 3, 1, 0
 
@@ -145,7 +146,7 @@ class VirtualCsrFile:
         r, w = self._read, self._write
 
         def plain(num: int, name: str, mask: int = (1 << 64) - 1) -> None:
-            r[num] = lambda: getattr(self, name)
+            r[num] = partial(getattr, self, name)
             w[num] = lambda v: setattr(self, name, v & mask)
 
         def const(num: int, value: int | Callable[[], int]) -> None:
@@ -261,6 +262,11 @@ class VirtualCsrFile:
     def _pmpaddr_write(self, i: int, v: int) -> None:
         if not (self.pmpcfg[i // 8] >> (8 * (i % 8))) & 0x80:
             self.pmpaddr[i] = v & ((1 << 54) - 1)
+
+    @property
+    def readers(self) -> dict[int, Callable[[], int]]:
+        """CSR number -> its value reader, without the access checks of `read()`."""
+        return self._read
 
     # ---- helpers for the hypervisor ----
     def name(self, csr: int) -> str:

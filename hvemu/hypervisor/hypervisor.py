@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import _core
 from .csr import MEIP, MENVCFG_STCE, MSIP, MTIP, SEIP, STIP
 from .hart import INTERRUPT, PRIV_NAMES, VirtualHart, cause_name
-from .privileged import dispatch
+from .privileged import prepare
 from .stats import ExitStats
 
 SLICE = 1 << 22                 # instructions between the hypervisor's polls
@@ -67,6 +67,7 @@ class Hypervisor:
         self.irq_dirty = False
         self.fault: GuestFault | None = None
         self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio]
+        self._system: dict = {}              # instruction word -> prepared handler
 
     # ---- the run loop ----
     def run(self) -> Stop:
@@ -77,28 +78,24 @@ class Hypervisor:
         self.timers_changed()
         self.check_interrupts()
         start = time.perf_counter()
-        core = 0.0
-        perf = time.perf_counter
+        core_start = vcpu.core_seconds
+        run = vcpu.run
         try:
             if self.tracer is None:
                 while True:
-                    t = perf()
-                    reason = vcpu.run()
-                    core += perf() - t
+                    reason = run()
                     exits[reason] += 1
                     handlers[reason]()
             else:
                 while True:
-                    t = perf()
-                    reason = vcpu.run()
-                    core += perf() - t
+                    reason = run()
                     exits[reason] += 1
                     self.tracer.exit(self, reason, handlers[reason])
         except Stop as stop:
             return stop
         finally:
             self.stats.seconds += time.perf_counter() - start
-            self.stats.core_seconds += core
+            self.stats.core_seconds += vcpu.core_seconds - core_start
             self.stats.instructions = vcpu.instret
             self.stats.shadow = vcpu.shadow_stats
 
@@ -116,7 +113,12 @@ class Hypervisor:
         self.check_interrupts()
 
     def on_system(self) -> None:
-        dispatch(self, self.vcpu.exit_insn)
+        """A privileged instruction: its handler, specialised once per instruction word."""
+        insn = self.vcpu.exit_insn
+        handler = self._system.get(insn)
+        if handler is None:
+            handler = self._system[insn] = prepare(self, insn)
+        handler()
 
     def on_exception(self) -> None:
         vcpu = self.vcpu

@@ -125,15 +125,51 @@ def sfence_vma(hv, insn: int) -> None:
 SYSTEM_HANDLERS = {ECALL: ecall, EBREAK: ebreak, MRET: mret, SRET: sret, WFI: wfi}
 
 
-def dispatch(hv, insn: int) -> None:
-    """Emulate the privileged instruction insn (the exit's raw instruction)."""
+def classify(insn: int):
+    """The handler for a privileged instruction word."""
     if insn & 0x7000:
         if insn & 0x7000 == 0x4000:               # funct3 4: hypervisor-extension loads
-            return illegal(hv, insn)
-        return csr_instruction(hv, insn)
+            return illegal
+        return csr_instruction
     handler = SYSTEM_HANDLERS.get(insn)
     if handler is not None:
-        return handler(hv, insn)
+        return handler
     if insn >> 25 == 0x09 and (insn >> 7) & 31 == 0:
-        return sfence_vma(hv, insn)
-    return illegal(hv, insn)
+        return sfence_vma
+    return illegal
+
+
+def dispatch(hv, insn: int) -> None:
+    """Emulate the privileged instruction insn (the exit's raw instruction)."""
+    classify(insn)(hv, insn)
+
+
+# CSRs whose read has no side conditions beyond the privilege in the CSR number
+# (counters, stimecmp, satp and mip/sip need the full handler)
+SPECIAL_READS = frozenset({0x14D, 0x180, 0x344, 0x144} | set(range(0xC00, 0xC20)))
+
+
+def prepare(hv, insn: int):
+    """A handler specialised for one instruction word, cached by the hypervisor.
+
+    A CSR read with no side effects (CSRRS/CSRRC with rs1 = x0, e.g. `csrr`) of
+    a plain CSR becomes a closure that checks the privilege and reads the value;
+    everything else goes through the general handler.  Both behave the same."""
+    handler = classify(insn)
+    f3, csr, rd, rs1 = (insn >> 12) & 7, insn >> 20, (insn >> 7) & 31, (insn >> 15) & 31
+    file = hv.hart.csr
+    if (handler is csr_instruction and f3 & 3 in (2, 3) and rs1 == 0
+            and csr not in SPECIAL_READS and csr in file.readers):
+        reader = file.readers[csr]
+        min_priv = (csr >> 8) & 3
+        hart = hv.hart
+        complete = hv.vcpu.complete_csr
+        counts = hv.stats.privileged
+
+        def read_csr() -> None:
+            counts["csr"] += 1
+            if hart.priv < min_priv:
+                return illegal(hv, insn)
+            complete(rd, reader())
+        return read_csr
+    return lambda: handler(hv, insn)

@@ -1,0 +1,125 @@
+"""How fast hvemu runs guests: MIPS, exits per second, boot times, next to QEMU.
+
+Each benchmark records its figure in `extra_info` (see the pytest-benchmark JSON
+with --benchmark-json) and prints it; only the gate (test_gate.py) fails on speed.
+"""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hvemu import benchmark as hvbench
+from hvemu import images
+from hvemu.console import Console
+from hvemu.vm import VM, VMConfig
+
+OPENSBI = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin")
+UBOOT = Path("/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin")
+
+
+def run(image: str, max_instructions=None):
+    vm = VM(VMConfig(image=images.resolve(image), max_instructions=max_instructions), Console())
+    out = vm.run()
+    assert out.reason in ("poweroff", "max-instructions"), out.detail
+    return out
+
+
+def record(benchmark_fixture, outcome, **extra):
+    s = outcome.stats
+    info = {"instructions": s.instructions, "exits": s.total_exits,
+            "mips": round(s.instructions / s.seconds / 1e6, 2),
+            "exits_per_second": round(s.total_exits / s.seconds), **extra}
+    benchmark_fixture.extra_info.update(info)
+    print(f"\n{benchmark_fixture.name}: {info}")
+
+
+def test_guest_mips_on_the_bench_workload(benchmark, full):
+    limit = None if full else 100_000_000
+    out = benchmark.pedantic(run, args=("bench", limit), rounds=3, iterations=1)
+    record(benchmark, out)
+
+
+def test_guest_mips_on_the_bench_workload_under_sv39(benchmark, full):
+    limit = None if full else 100_000_000
+    out = benchmark.pedantic(run, args=("bench-sv39", limit), rounds=3, iterations=1)
+    record(benchmark, out, shadow=out.stats.shadow)
+
+
+@pytest.mark.parametrize("image", ["csrloop", "mmioloop", "sfence", "faults"])
+def test_exits_per_second(benchmark, image):
+    out = benchmark.pedantic(run, args=(image,), rounds=3, iterations=1)
+    record(benchmark, out, shadow=out.stats.shadow)
+
+
+def test_sv39_paging_costs_little_next_to_paging_off():
+    """The shadow TLB hit path must be nearly free: bench under Sv39 within 10 % of bare."""
+    limit = 100_000_000
+    bare = sv39 = 0.0
+    for _ in range(3):                       # interleaved, best of three each
+        bare = max(bare, hvbench.run_hvemu("bench", 1, limit).mips)
+        sv39 = max(sv39, hvbench.run_hvemu("bench-sv39", 1, limit).mips)
+    print(f"\nbench MIPS: paging off {bare:.1f}, Sv39 {sv39:.1f} ({sv39 / bare:.1%})")
+    assert sv39 >= 0.9 * bare
+
+
+def test_time_from_hvemu_boot_to_the_first_console_line(benchmark):
+    def first_line() -> float:
+        t = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "boot", "hello"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL)
+        line = p.stdout.readline()
+        elapsed = time.perf_counter() - t
+        p.wait(60)
+        assert line.startswith(b"hvemu hello:")
+        return elapsed
+
+    elapsed = benchmark.pedantic(first_line, rounds=3, iterations=1)
+    benchmark.extra_info["seconds_to_first_line"] = round(elapsed, 4)
+
+
+def _uboot_prompt_hvemu() -> float:
+    console = Console()
+    vm = VM(VMConfig(image=str(OPENSBI), kernel=str(UBOOT), timeout=60), console)
+    t = time.perf_counter()
+    threading.Thread(target=vm.run, daemon=True).start()
+    console.expect(r"Hit any key to stop autoboot", 60)
+    elapsed = time.perf_counter() - t
+    console.send("poweroff\n")           # stops the countdown; U-Boot then powers off
+    return elapsed
+
+
+def _uboot_prompt_qemu() -> float:
+    t = time.perf_counter()
+    p = subprocess.Popen([hvbench.QEMU, "-M", "virt", "-nographic", "-m", "128M",
+                          "-bios", str(OPENSBI), "-kernel", str(UBOOT)],
+                         stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    buf = b""
+    try:
+        while b"Hit any key to stop autoboot" not in buf:
+            ready, _, _ = select.select([p.stdout], [], [], 60)
+            if not ready:
+                raise TimeoutError("QEMU never reached the U-Boot prompt")
+            buf += os.read(p.stdout.fileno(), 4096)
+        return time.perf_counter() - t
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_uboot_time_to_prompt_next_to_qemu(benchmark):
+    if not (OPENSBI.exists() and UBOOT.exists() and hvbench.qemu_available()):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install opensbi, u-boot-qemu and qemu-system-misc")
+        pytest.skip("needs opensbi, u-boot-qemu and qemu-system-riscv64")
+    hv = benchmark.pedantic(_uboot_prompt_hvemu, rounds=3, iterations=1)
+    qemu = min(_uboot_prompt_qemu() for _ in range(3))
+    benchmark.extra_info.update({"hvemu_seconds": round(hv, 4), "qemu_seconds": round(qemu, 4)})
+    print(f"\nU-Boot to its prompt: hvemu {hv:.3f} s, QEMU {qemu:.3f} s")
