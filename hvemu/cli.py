@@ -11,6 +11,7 @@ crashed (a fault its own trap handler cannot take); 121 when it waits forever
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -66,6 +67,13 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
     from .trace import Tracer
     from .vm import VM, VMConfig
 
+    if timeout is not None and not math.isfinite(timeout):
+        raise HvemuError(f"--timeout {timeout}: give a finite number of seconds")
+    if stats_json:
+        try:                                  # refuse an unwritable path before the guest runs
+            open(stats_json, "a").close()
+        except OSError as e:
+            raise HvemuError(f"--stats-json {stats_json}: cannot write ({e.strerror})") from None
     if image is not None and bios is not None:
         raise HvemuError("give either IMAGE or --bios, not both")
     firmware = image or bios

@@ -78,7 +78,11 @@ class VM:
         check_memory_size(config.memory)
         self.config = config
         self.board = Board(ram_size=config.memory)
-        self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
+        try:
+            self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
+        except MemoryError:
+            raise HvemuError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
+                             "host: give a smaller --memory") from None
         self.vcpu = _core.VCpu(self.memory)
         self.clock = VirtualClock(self.vcpu, on_change=lambda: self.hart.sync_counters())
         self.hart = VirtualHart(self.vcpu, 0, self.clock)

@@ -96,7 +96,7 @@ def test_every_bundled_image_boots_by_name_with_its_expected_output_and_exit_0(n
     assert "Traceback" not in proc.stderr and "hvemu:" not in proc.stderr
 
 
-def test_images_lists_all_four_bundled_images_with_their_descriptions():
+def test_images_lists_the_bundled_images_with_their_descriptions():
     from hvemu.firmware import IMAGES
     proc = run_hvemu("images")
     assert proc.returncode == 0, proc.stderr
@@ -104,8 +104,8 @@ def test_images_lists_all_four_bundled_images_with_their_descriptions():
     for line in proc.stdout.splitlines():
         name, _, desc = line.partition(" ")
         listed[name] = desc.strip()
-    assert list(listed) == list(BUNDLED)
-    assert listed == IMAGES
+    assert list(listed)[:4] == list(BUNDLED)         # hello, bench, csrloop, htif first
+    assert listed == IMAGES                          # and every other bundled image
     assert all(len(desc) > 20 for desc in listed.values())
     assert "tohost" in listed["htif"] and "csrr" in listed["csrloop"]
 

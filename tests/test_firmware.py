@@ -35,13 +35,25 @@ def make(*args, cwd=None) -> subprocess.CompletedProcess:
     return proc
 
 
+def committed_elfs() -> list[str]:
+    names = sorted(p.name for p in FIRMWARE.glob("*.elf"))
+    assert {f"{name}.elf" for name in BUNDLED} <= set(names)
+    return names
+
+
+def assert_same_images(built_dir) -> None:
+    """built_dir holds exactly the committed firmware/*.elf, byte for byte."""
+    names = committed_elfs()
+    assert sorted(p.name for p in built_dir.glob("*.elf")) == names
+    for name in names:
+        assert (built_dir / name).read_bytes() == (FIRMWARE / name).read_bytes(), f"{name} differs"
+
+
 def test_rebuilding_the_firmware_reproduces_the_committed_images_byte_for_byte(tmp_path):
     need_toolchain()
     before = tree_snapshot(FIRMWARE)
     make("-C", FIRMWARE, f"OUT={tmp_path}")
-    for name in BUNDLED:
-        built = (tmp_path / f"{name}.elf").read_bytes()
-        assert built == (FIRMWARE / f"{name}.elf").read_bytes(), f"{name}.elf differs"
+    assert_same_images(tmp_path)
     assert tree_snapshot(FIRMWARE) == before
 
 
@@ -61,8 +73,7 @@ def test_the_build_does_not_depend_on_the_checkout_location(tmp_path):
                                                                       "__pycache__"))
     make("-C", checkout)                                  # OUT=. inside the copy
     make("-C", checkout / "kernel", "OUT=build")          # a relative OUT
-    for name in BUNDLED:
-        assert (checkout / f"{name}.elf").read_bytes() == (FIRMWARE / f"{name}.elf").read_bytes()
+    assert_same_images(checkout)
     assert ((checkout / "kernel" / "build" / "kernel.bin").read_bytes()
             == (KERNEL / "kernel.bin").read_bytes())
 
@@ -71,8 +82,8 @@ def committed_images_in(directory):
     """Copies of the committed images, newer than every source so make won't rebuild them."""
     directory.mkdir(parents=True, exist_ok=True)
     future = time.time() + 24 * 3600
-    for name in BUNDLED:
-        copy = shutil.copy(FIRMWARE / f"{name}.elf", directory / f"{name}.elf")
+    for name in committed_elfs():
+        copy = shutil.copy(FIRMWARE / name, directory / name)
         os.utime(copy, (future, future))
     return directory
 
@@ -82,8 +93,7 @@ def test_check_isa_passes_on_the_committed_images(tmp_path):
     out = committed_images_in(tmp_path / "images")
     proc = make("-C", FIRMWARE, "check-isa", f"OUT={out}")
     assert "check-isa: no F/D instructions" in proc.stdout
-    for name in BUNDLED:                                  # it checked, not rebuilt, them
-        assert (out / f"{name}.elf").read_bytes() == (FIRMWARE / f"{name}.elf").read_bytes()
+    assert_same_images(out)                               # it checked, not rebuilt, them
 
 
 def test_check_isa_rejects_an_image_with_floating_point_instructions(tmp_path):

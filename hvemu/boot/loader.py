@@ -7,6 +7,7 @@ loaded at a given address (RAM base by default), like QEMU's `-kernel`/`-bios`.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,5 +96,6 @@ def _load_elf(path: str, data: bytes, memory) -> LoadedImage:
         return LoadedImage(path, "elf", elf.header["e_entry"], low, high, symbols)
     except ImageError:
         raise
-    except (ELFError, ValueError, KeyError, IndexError, OSError) as e:
-        raise ImageError(f"{path}: malformed ELF ({e})") from None
+    except (ELFError, ValueError, KeyError, IndexError, OSError, OverflowError,
+            struct.error, AssertionError, TypeError, AttributeError) as e:
+        raise ImageError(f"{path}: malformed ELF ({type(e).__name__}: {e})") from None
