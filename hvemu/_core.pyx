@@ -309,7 +309,7 @@ cdef int store_slow(HartState* s, uint64_t va, uint32_t size, uint64_t v) noexce
     if p == NULL:
         if tlb_fill(s, va, ACC_STORE, &p) != MEM_OK:
             s.exit.size = size
-            s.exit.value = v
+            s.exit.value = v if size == 8 else v & ((<uint64_t>1 << (8 * size)) - 1)
             return MEM_EXIT
     memcpy(p, &v, size)
     return MEM_OK
@@ -2121,6 +2121,11 @@ cdef class VCpu:
         self.s.time_offset = time_offset
         self.s.cycle_offset = cycle_offset
         self.s.instret_offset = instret_offset
+
+    def kick(self):
+        """Make a running run() return soon (callable from another thread): the core
+        stops at its next page change or exit."""
+        self.s.stop_at = 0
 
     def clear_reservation(self):
         self.s.resv = 0

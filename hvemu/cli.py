@@ -22,7 +22,7 @@ from .errors import HvemuError
 
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS = 120, 121, 124, 125
 STOP_CODES = {"crash": EXIT_FAULT, "idle": EXIT_IDLE, "timeout": EXIT_TIMEOUT,
-              "max-instructions": EXIT_MAX_INSNS}
+              "max-instructions": EXIT_MAX_INSNS, "shutdown": 0}
 SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGkmg]?)(i?[Bb])?\s*$")
 
 
@@ -56,14 +56,18 @@ def cli() -> None:
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the same figures as JSON to this file")
 @click.option("--trace", is_flag=True, help="print one line per exit to stderr")
+@click.option("--disk", "disks", multiple=True, metavar="PATH[,readonly][,offset=B,size=B]",
+              help="a virtio-blk disk backed by a host file (or a byte range of one); "
+                   "repeatable, up to 8")
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
 def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_json,
-         trace, reference) -> None:
+         trace, disks, reference) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
-    from .console import stdout_console
+    from .console import TerminalConsole, stdout_console
+    from .disks import DiskSpec
     from .trace import Tracer
     from .vm import VM, VMConfig
 
@@ -77,32 +81,86 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
     if image is not None and bios is not None:
         raise HvemuError("give either IMAGE or --bios, not both")
     firmware = image or bios
-    if firmware is None and kernel is None:
-        firmware = images.DEFAULT_IMAGE
+    if firmware is None and kernel is None:      # the bundled demo, whatever is in the cwd
+        firmware = images.bundled_path(images.DEFAULT_IMAGE)
     config = VMConfig(image=images.resolve(firmware) if firmware else None,
                       kernel=images.resolve(kernel) if kernel else None,
                       memory=parse_size(memory),
                       max_instructions=max_instructions, timeout=timeout,
-                      reference=reference)
-    vm = VM(config, stdout_console(interactive_input=sys.stdin.isatty()))
+                      reference=reference, disks=[DiskSpec.parse(d) for d in disks])
+    interactive = sys.stdin.isatty()
+    console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(False)
+    vm = VM(config, console)
     if trace:
         vm.hv.tracer = Tracer()
-    outcome = vm.run()
+    if interactive:
+        console.vm = vm
+        console.on_stats = lambda: print_stats(vm.hv.stats)
+    outcome = run_on_terminal(vm, console if interactive else None)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
                "timeout": f"stopped: --timeout of {timeout} s reached",
-               "max-instructions": f"stopped: --max-instructions {max_instructions} reached"}
+               "max-instructions": f"stopped: --max-instructions {max_instructions} reached",
+               "shutdown": "the VM was shut down"}
         click.echo(f"\nhvemu: {msg.get(outcome.reason, outcome.reason)}", err=True)
     if stats:
         print_stats(outcome.stats)
     if stats_json:
         figures = outcome.stats.to_dict()
         figures["stop"] = outcome.reason
-        figures["exit_code"] = outcome.exit_code
+        figures["exit_code"] = exit_code_of(outcome)
         with open(stats_json, "w") as f:
             json.dump(figures, f, indent=2)
+    sys.exit(exit_code_of(outcome))
+
+
+def exit_code_of(outcome) -> int:
+    """The process exit status for how the run ended (see the module docstring)."""
     code = outcome.exit_code if outcome.reason == "poweroff" else STOP_CODES[outcome.reason]
-    sys.exit(min(code, 255))
+    return min(code, 255)
+
+
+def run_on_terminal(vm, terminal):
+    """Run the VM; with an interactive terminal, in console mode, restored on every way
+    out (a normal end, a guest crash, an exception, Ctrl-A x, SIGTERM)."""
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        if terminal is not None:
+            terminal.enter()
+        return vm.run()
+    finally:
+        if terminal is not None:
+            terminal.restore()
+        signal.signal(signal.SIGTERM, old)
+
+
+@cli.group("disk")
+def disk_group() -> None:
+    """Make and inspect raw disk images."""
+
+
+@disk_group.command("create")
+@click.argument("path")
+@click.argument("size")
+def disk_create(path, size) -> None:
+    """Create PATH, a sparse raw image of SIZE bytes (suffixes K, M, G, T)."""
+    from .disks import create_disk, parse_bytes
+    create_disk(path, parse_bytes(size, "disk size"))
+    click.echo(f"created {path}: {parse_bytes(size, 'disk size'):,} bytes (sparse)")
+
+
+@disk_group.command("info")
+@click.argument("path")
+def disk_info_command(path) -> None:
+    """Show PATH's size, sectors and how much of it is allocated on the host."""
+    from .disks import disk_info
+    info = disk_info(path)
+    click.echo(f"{info['path']}: {info['size']:,} bytes, {info['sectors']:,} sectors of 512, "
+               f"{info['allocated']:,} bytes allocated{' (sparse)' if info['sparse'] else ''}")
 
 
 @cli.command("images")

@@ -15,9 +15,10 @@ import time
 
 
 class Console:
-    def __init__(self, echo=None, stdin_fd: int | None = None):
+    def __init__(self, echo=None, stdin_fd: int | None = None, input_expected: bool = False):
         self.echo = echo                      # a binary stream (sys.stdout.buffer) or None
         self.stdin_fd = stdin_fd              # host fd to read guest input from, or None
+        self.input_expected = input_expected  # a script will send() input: idle guests wait
         self.output_bytes = bytearray()
         self._cond = threading.Condition()
         self._pending_input = bytearray()
@@ -51,7 +52,8 @@ class Console:
             self._cond.notify_all()
 
     def can_receive(self) -> bool:
-        return self.stdin_fd is not None or self.receive is not None
+        """Whether guest input may still arrive (from the host's stdin or a script)."""
+        return self.stdin_fd is not None or self.input_expected or bool(self._pending_input)
 
     def poll(self) -> None:
         """Move pending input into the UART (called by the hypervisor between slices)."""
@@ -113,3 +115,79 @@ def stdout_console(interactive_input: bool = True) -> Console:
         except (OSError, ValueError, AttributeError):
             fd = None
     return Console(echo=sys.stdout.buffer, stdin_fd=fd)
+
+
+CTRL_A = 0x01
+HOTKEY_HELP = ("\r\nhvemu console keys: Ctrl-A x quit, Ctrl-A s statistics, "
+               "Ctrl-A p pause/resume, Ctrl-A h help, Ctrl-A Ctrl-A a literal Ctrl-A\r\n")
+
+
+class TerminalConsole(Console):
+    """The host terminal as the guest's console, QEMU-style: keys go to the guest
+    unbuffered, except Ctrl-A sequences, which steer the VM.  The terminal mode is
+    restored on every way out (`restore()` from a finally clause and on SIGTERM)."""
+
+    def __init__(self, fd: int = 0):
+        super().__init__(echo=sys.stdout.buffer, stdin_fd=fd)
+        self.fd = fd
+        self.vm = None                      # set by the CLI: what the hotkeys act on
+        self.on_stats = None
+        self._escape = False
+        self._saved = None
+
+    def enter(self) -> None:
+        import termios
+        self._saved = termios.tcgetattr(self.fd)
+        mode = termios.tcgetattr(self.fd)
+        mode[0] &= ~(termios.IXON | termios.ICRNL | termios.INLCR)         # iflag
+        mode[3] &= ~(termios.ICANON | termios.ECHO | termios.ISIG | termios.IEXTEN)  # lflag
+        mode[6][termios.VMIN] = 1
+        mode[6][termios.VTIME] = 0
+        termios.tcsetattr(self.fd, termios.TCSANOW, mode)
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            import termios
+            termios.tcsetattr(self.fd, termios.TCSANOW, self._saved)
+            self._saved = None
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        out = bytearray()
+        for byte in data:
+            if self._escape:
+                self._escape = False
+                if byte == CTRL_A:
+                    out.append(CTRL_A)
+                else:
+                    self._hotkey(chr(byte).lower())
+            elif byte == CTRL_A:
+                self._escape = True
+            else:
+                out.append(byte)
+        if out:
+            super().send(bytes(out))
+
+    def _hotkey(self, key: str) -> None:
+        vm = self.vm
+        if key == "x":
+            self._say("[hvemu: quit]")
+            if vm is not None:
+                vm.shutdown()
+        elif key == "s":
+            if self.on_stats is not None:
+                self.on_stats()
+        elif key == "p" and vm is not None:
+            if vm.state == "paused" or vm.hv._request == "pause":
+                self._say("[hvemu: resumed]")
+                vm.resume()
+            else:
+                self._say("[hvemu: paused; Ctrl-A p resumes]")
+                vm.pause()
+        else:
+            self._say(HOTKEY_HELP.strip())
+
+    def _say(self, text: str) -> None:
+        sys.stderr.write(f"\r\n{text}\r\n")
+        sys.stderr.flush()

@@ -25,3 +25,9 @@ def resolve(name_or_path: str) -> str:
         return firmware.path(name_or_path)
     raise ImageError(f"{name_or_path}: no such file, and not a bundled image "
                      f"(bundled: {', '.join(IMAGES)})")
+
+
+def bundled_path(name: str) -> str:
+    """The path of a bundled image by name."""
+    from . import firmware
+    return firmware.path(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _core
-from .board import BOOT_ROM, Board
+from .board import BOOT_ROM, VIRTIO_BASE, Board
 from .boot.devicetree import build_device_tree
 from .boot.loader import LoadedImage, load_image
 from .boot.rom import boot_rom
@@ -20,6 +20,9 @@ from .devices.finisher import TestFinisher
 from .devices.htif import Htif
 from .devices.plic import Plic
 from .devices.uart import Uart16550
+from .devices.virtio_blk import DiskImage, VirtioBlk
+from .devices.virtio_mmio import VirtioMmio
+from .disks import DiskSpec, check_disks
 from .errors import HvemuError
 from .hypervisor.clock import VirtualClock
 from .hypervisor.hart import VirtualHart
@@ -42,6 +45,7 @@ class VMConfig:
     max_instructions: int | None = None
     timeout: float | None = None      # seconds of host time
     reference: bool = False           # reference interpreter and Python handlers only
+    disks: list[DiskSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +102,9 @@ class VM:
                               irq=lambda level: self.plic.set_level(b.uart_irq, level))
         self.console.receive = self.uart.push_input
         self.finisher = TestFinisher(self.power)
+        self.disks: list[DiskImage] = []
+        self.virtio: list[VirtioMmio] = []
+        self._attach_disks(check_disks(config.disks))
         self.bus.map(b.finisher, 0x1000, self.finisher)
         self.bus.map(b.clint, 0x10000, self.clint)
         self.bus.map(b.plic, Plic.size, self.plic)
@@ -108,6 +115,29 @@ class VM:
         self.images: list[LoadedImage] = []
         self.state = "created"
         self.boot()
+
+    def _attach_disks(self, specs: list[DiskSpec]) -> None:
+        """Each disk on a virtio-mmio slot, from slot 0 up (IRQ 1 + slot)."""
+        b = self.board
+        for slot, spec in enumerate(specs):
+            try:
+                disk = DiskImage(spec.path, spec.offset, spec.size, spec.readonly)
+            except OSError as e:
+                self.close_disks()
+                raise HvemuError(f"disk {spec.path}: {e.strerror}") from None
+            base = VIRTIO_BASE + 0x1000 * slot
+            irq = b.virtio_irq(base)
+            dev = VirtioMmio(self.memory, VirtioBlk(disk, serial=f"hvemu-disk{slot}"),
+                             irq=lambda level, irq=irq: self.plic.set_level(irq, level))
+            self.bus.map(base, 0x1000, dev)
+            self.disks.append(disk)
+            self.virtio.append(dev)
+            b.virtio_slots_used.append(base)
+
+    def close_disks(self) -> None:
+        """Flush and close every disk (shutdown)."""
+        for disk in self.disks:
+            disk.close()
 
     def _device_changed(self) -> None:
         self.hv.irq_dirty = True
@@ -168,10 +198,14 @@ class VM:
             self.bus.map(page, 0x1000, htif)
         self.vcpu.trap_page(page, 0x1000)
 
-    # ---- lifecycle ----
+    # ---- lifecycle: created -> running <-> paused -> shutdown ----
     def run(self) -> Outcome:
-        """Run until the guest powers off, crashes, idles forever or hits a limit."""
+        """Run until the guest powers off, crashes, idles forever, hits a limit or is
+        shut down; reboots (finisher reset, SBI SRST) happen inside.  Disks are flushed
+        and closed at the end."""
         import time
+        if self.state == "shutdown":
+            raise HvemuError("the VM is shut down")
         if self.config.timeout is not None:
             self.hv.deadline = time.monotonic() + self.config.timeout
         self.state = "running"
@@ -184,15 +218,53 @@ class VM:
                 break
         finally:
             self.console.flush()
-        self.state = "shutdown"
+            self.state = "shutdown"
+            self.close_disks()
         code = self.power.exit_code if stop.reason == "poweroff" else 0
         return Outcome(stop.reason, code, stop.detail, self.hv.stats)
 
+    def start(self):
+        """Run in a background thread; `pause()`, `resume()`, `reset()`, `shutdown()`
+        steer it and `wait()` returns the Outcome."""
+        import threading
+        self._outcome = None
+
+        def body():
+            self._outcome = self.run()
+        self._thread = threading.Thread(target=body, name="hvemu-vcpu", daemon=True)
+        self.state = "running"
+        self._thread.start()
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        self._thread.join(timeout)
+        return self._outcome
+
+    def pause(self) -> None:
+        """Stop running guest code at the next exit (within a slice) until `resume()`."""
+        self.hv.request("pause")
+
+    def resume(self) -> None:
+        self.hv.resume()
+
+    def shutdown(self) -> None:
+        """Stop the guest as if its power were cut; disks are flushed and closed."""
+        self.hv.request("shutdown")
+
     def reset(self) -> None:
-        """Reboot: devices, RAM and the hart reset, images reloaded."""
+        """Reboot: the hart, devices and RAM reset, images reloaded; disks kept."""
+        if self.state == "running" and getattr(self, "_thread", None) is not None \
+                and self._thread.is_alive():
+            import threading
+            if threading.current_thread() is not self._thread:
+                self.hv.request("reset")
+                return
         self.memory.clear()
         self.plic.reset()
         self.clint.reset()
         self.uart.reset()
+        for dev in self.virtio:
+            dev.reset()
+            dev.backend.reset()
         self.vcpu.flush_tlb()
         self.boot()

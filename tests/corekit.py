@@ -227,6 +227,11 @@ def sc_d(rd, rs2, rs1):
     return amo("sc", "d", rd, rs2, rs1)
 
 
+for _name, _f in list(globals().items()):      # name the generated encoders, for test ids
+    if callable(_f) and getattr(_f, "__name__", "") in ("<lambda>", "enc"):
+        _f.__name__ = _f.__qualname__ = _name.rstrip("_")
+
+
 # MISC-MEM and SYSTEM
 FENCE = 0x0FF0000F          # fence iorw, iorw
 FENCE_TSO = 0x8330000F

@@ -198,37 +198,32 @@ def test_a_trap_handler_that_faults_itself_is_a_crash_not_a_hang(raw_image):
     assert m["insn"] == "00000073  ecall"
 
 
-# ---- bugs ----
+# ---- errors found by these tests, since fixed ----
 
-@pytest.mark.xfail(strict=True, reason="bug: an ELF whose e_phoff (or a p_offset) is >= 2**63 "
-                   "makes pyelftools raise OverflowError, which the loader does not catch: "
-                   "'hvemu: internal error: OverflowError: ...' instead of 'malformed ELF'")
-def test_an_elf_with_an_absurd_program_header_offset_is_a_malformed_elf(raw_image):
+@pytest.mark.parametrize("field_offset", [32, 64 + 56 + 8], ids=["e_phoff", "p_offset"])
+def test_an_elf_with_an_absurd_file_offset_is_a_malformed_elf(raw_image, field_offset):
     data = bytearray(HELLO_ELF.read_bytes())
-    data[32:40] = (0xA700000000000000).to_bytes(8, "little")          # e_phoff
+    assert int.from_bytes(data[32:40], "little") == 64                # phdrs follow the header
+    assert int.from_bytes(data[64 + 56:64 + 60], "little") == 1       # phdr 1 is the PT_LOAD
+    data[field_offset:field_offset + 8] = (0xA700000000000000).to_bytes(8, "little")
     proc = run_hvemu("boot", raw_image(bytes(data), "phoff.elf"))
     assert_one_line_error(proc, EXIT_BAD_INPUT, "phoff.elf", "malformed ELF")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a --stats-json path in a missing directory is "
-                   "only opened after the guest ran; the FileNotFoundError becomes "
-                   "'hvemu: internal error: ...' and the guest's exit status is lost")
-def test_a_stats_json_path_that_cannot_be_written_is_a_one_line_error(tmp_path):
+def test_a_stats_json_path_that_cannot_be_written_is_refused_before_the_guest_runs(tmp_path):
     proc = run_hvemu("boot", "--stats-json", tmp_path / "missing" / "stats.json")
-    assert proc.returncode != 0
-    assert_one_line_error(proc, proc.returncode, "stats.json")
+    assert_one_line_error(proc, EXIT_BAD_INPUT, "--stats-json", "stats.json")
+    assert proc.stdout == ""                       # hello never ran
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --timeout nan passes click.FloatRange(min=0, "
-                   "min_open=True) (NaN compares false), and a NaN deadline never expires")
-def test_a_timeout_that_is_not_a_number_is_refused():
-    proc = run_hvemu("boot", "--timeout", "nan", timeout=30)
-    assert_one_line_error(proc, EXIT_USAGE, "--timeout")
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_timeout_that_is_not_a_finite_number_is_refused(value):
+    proc = run_hvemu("boot", "--timeout", value, timeout=30)
+    assert proc.returncode in (EXIT_BAD_INPUT, EXIT_USAGE)
+    assert_one_line_error(proc, proc.returncode, "--timeout")
+    assert proc.stdout == ""
 
 
-@pytest.mark.xfail(strict=True, reason="bug: when the host cannot allocate the guest RAM "
-                   "(e.g. --memory 64G, which the size check accepts, on a smaller host) "
-                   "numpy's MemoryError is reported as 'hvemu: internal error: MemoryError: ...'")
 def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
     # the host refusing the allocation, made deterministic: GuestMemory raises MemoryError
     script = (
@@ -241,4 +236,4 @@ def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
         "main(['boot', '--memory', '64G'])\n")
     proc = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "64")
+    assert_one_line_error(proc, EXIT_BAD_INPUT, "guest RAM", "--memory")

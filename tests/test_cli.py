@@ -237,8 +237,6 @@ def test_the_guests_device_tree_memory_node_says_64_mib_with_memory_64m():
 
 # ---- bugs ----
 
-@pytest.mark.xfail(strict=True, reason="bug: a file named 'hello' in the current directory "
-                   "replaces the default bundled image (images.resolve prefers the path)")
 def test_boot_without_an_image_ignores_an_unrelated_file_named_hello_in_the_cwd(tmp_path):
     (tmp_path / "hello").write_bytes(b"#!/bin/sh\necho not a guest\n")
     proc = run_hvemu("boot", cwd=tmp_path)
@@ -246,11 +244,6 @@ def test_boot_without_an_image_ignores_an_unrelated_file_named_hello_in_the_cwd(
     assert proc.stdout.splitlines()[0] == HELLO_BANNER
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="bug: WFI with mie = 0 and no timer armed (nothing can ever wake "
-                   "the hart; stdin is not even a terminal) waits forever instead of exiting "
-                   "121: Hypervisor.idle() ignores mie, and Console.can_receive() is always "
-                   "true because the VM sets console.receive")
 def test_a_guest_waiting_for_an_interrupt_that_cannot_come_exits_121(raw_image):
     idle = raw_image(RV.code(RV.WFI, RV.jal(0, -4)))      # 1: wfi; j 1b   (mie = 0)
     proc = run_hvemu("boot", idle, timeout=3)
@@ -258,9 +251,6 @@ def test_a_guest_waiting_for_an_interrupt_that_cannot_come_exits_121(raw_image):
     assert stderr_lines(proc)[0].startswith("hvemu: guest stopped: ")
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="bug: --timeout is only checked on budget exits; a guest looping on "
-                   "WFI (each idling 50 ms) reaches none, so it never times out")
 def test_timeout_also_stops_a_guest_that_idles_in_wfi(raw_image):
     idle = raw_image(RV.code(RV.WFI, RV.jal(0, -4)))
     proc = run_hvemu("boot", "--timeout", "0.5", idle, timeout=3)

@@ -461,11 +461,6 @@ def test_a_csr_access_above_the_guests_privilege_traps_as_illegal_instruction(tm
     assert outcome.stats.exceptions[2] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a CSR write of minstret is followed by the "
-                   "instruction's own increment (offset = value - instret, then complete_csr "
-                   "adds 1): the next instruction reads value + 1, not value (Zicsr: 'a value "
-                   "written to instret by one instruction will be the value read by the "
-                   "following instruction')")
 def test_a_value_written_to_minstret_is_read_by_the_next_instruction(raw_image):
     from hvemu.vm import VM, VMConfig
     code = RV.code(RV.addi(RV.T0, RV.ZERO, 100), RV.csrrw(0, MINSTRET, RV.T0),
@@ -475,10 +470,6 @@ def test_a_value_written_to_minstret_is_read_by_the_next_instruction(raw_image):
     assert vm.vcpu.get_x(RV.A0) == 100
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pending_interrupt() walks the fixed order "
-                   "MEI..STI and returns the first deliverable one, so an interrupt delegated "
-                   "to S (e.g. SSI) wins over a non-delegated one destined for M (STI); the "
-                   "spec handles interrupts 'in decreasing order of destined privilege mode'")
 @pytest.mark.parametrize("delegated, kept", [(SSIP, STIP), (SEIP, STIP), (SEIP, SSIP)])
 def test_an_interrupt_destined_for_m_is_taken_before_one_destined_for_s(hart, delegated, kept):
     c = hart.csr

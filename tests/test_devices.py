@@ -430,9 +430,6 @@ def test_bus_accepts_adjacent_regions():
     assert bus.find(0x1000_1000) == (b, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MmioBus.map accepts regions smaller than a page "
-                   "and the page-granular lookup lets the last one mapped in a page shadow "
-                   "the others (and answer for addresses outside its range)")
 def test_bus_two_small_regions_in_one_page_are_each_found():
     bus = MmioBus()
     a, b = Dev("a"), Dev("b")

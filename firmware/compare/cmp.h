@@ -55,6 +55,7 @@ struct srec { u64 cause, epc, tval, status, a0; };
 struct sarea { u64 t0, t1, t2, n, action; struct srec rec[8]; };
 
 extern struct mrec mrec;
+extern u64 probe_ret;
 extern char m_trap[], m_vectors[], s_trap[];
 long probe(void *fn, u64 a0, u64 a1, int mode);
 

@@ -6,7 +6,8 @@
  * then main(); main's return value goes to the test finisher.
  *
  * probe(fn, a0, a1, mode) runs one experiment and comes back whatever it does:
- *   mode == 3: calls fn(a0, a1) in M-mode; returns 0 if fn returns.
+ *   mode == 3: calls fn(a0, a1) in M-mode; returns 0 if fn returns (and
+ *              leaves fn's return value in probe_ret).
  *   otherwise: mepc = fn, a0/a1 set, mret (the caller has put MPP, MPIE, ...
  *              in mstatus).  Code below M ends with a trap to M.
  * Every trap taken into M (m_trap) is recorded in `mrec` (mcause, mepc, mtval,
@@ -74,6 +75,8 @@ probe:
     li      t2, 3
     bne     a3, t2, 1f
     jalr    t1                      /* M-mode: plain call */
+    la      t0, probe_ret
+    sd      a0, 0(t0)               /* fn's return value */
     la      t0, probe_ctx           /* t0 is caller-saved: reload it */
     ld      ra, 0(t0)
     li      a0, 0
@@ -179,6 +182,7 @@ s_end:
 
     .bss
     .balign 8
-    .globl  probe_ctx, mrec
+    .globl  probe_ctx, probe_ret, mrec
 probe_ctx:  .zero   112
+probe_ret:  .zero   8
 mrec:       .zero   56

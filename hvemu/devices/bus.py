@@ -21,7 +21,7 @@ class MmioBus:
     """Devices mapped at page-aligned guest-physical ranges; lookup is one dict probe."""
 
     def __init__(self) -> None:
-        self._pages: dict[int, tuple[int, MmioDevice]] = {}
+        self._pages: dict[int, list[tuple[int, int, MmioDevice]]] = {}
         self.regions: list[tuple[int, int, MmioDevice]] = []
 
     def map(self, base: int, size: int, device: MmioDevice) -> None:
@@ -30,12 +30,11 @@ class MmioBus:
                 raise ValueError(f"{device.name} at {base:#x} overlaps {d.name} at {b:#x}")
         self.regions.append((base, size, device))
         for page in range(base >> 12, (base + size + 0xFFF) >> 12):
-            self._pages[page] = (base, device)
+            self._pages.setdefault(page, []).append((base, size, device))
 
     def find(self, addr: int) -> tuple[MmioDevice, int] | None:
         """(device, offset) for addr, or None if nothing is mapped there."""
-        hit = self._pages.get(addr >> 12)
-        if hit is None:
-            return None
-        base, dev = hit
-        return dev, addr - base
+        for base, size, dev in self._pages.get(addr >> 12, ()):
+            if base <= addr < base + size:
+                return dev, addr - base
+        return None

@@ -176,7 +176,8 @@ class VirtualCsrFile:
         plain(0x342, "mcause")
         plain(0x343, "mtval")
         r[0x344] = lambda: self.mip
-        w[0x344] = lambda v: setattr(self, "mip_sw", v & MIP_WRITABLE)
+        w[0x344] = lambda v: setattr(self, "mip_sw", v & MIP_WRITABLE & ~(
+            STIP if self.menvcfg & MENVCFG_STCE else 0))   # Sstc: STIP follows stimecmp
         # machine counters: cycle counts instructions (CPI 1)
         r[0xB00] = lambda: (self._instret() + self.cycle_offset) & 0xFFFFFFFFFFFFFFFF
         w[0xB00] = lambda v: setattr(self, "cycle_offset", v - self._instret())
@@ -191,9 +192,12 @@ class VirtualCsrFile:
         r[0xC01] = self._time
         r[0xC02] = r[0xB02]
         # physical memory protection: stored (WARL), not enforced
-        for i in range(PMP_ENTRIES // 8):
-            r[0x3A0 + 2 * i] = (lambda i=i: self.pmpcfg[i])
-            w[0x3A0 + 2 * i] = (lambda v, i=i: self._pmpcfg_write(i, v))
+        for i in range(8):            # RV64: the even pmpcfg0..14; entries past 16 read zero
+            if i < PMP_ENTRIES // 8:
+                r[0x3A0 + 2 * i] = (lambda i=i: self.pmpcfg[i])
+                w[0x3A0 + 2 * i] = (lambda v, i=i: self._pmpcfg_write(i, v))
+            else:
+                const(0x3A0 + 2 * i, 0)
         for i in range(64):
             if i < PMP_ENTRIES:
                 r[0x3B0 + i] = (lambda i=i: self.pmpaddr[i])

@@ -160,13 +160,14 @@ class VirtualHart:
         ms = c.mstatus
         m_enabled = priv < M or bool(ms & MIE)
         s_enabled = priv < S or (priv == S and bool(ms & SIE))
-        for bit, code in PRIORITY:
-            if pending & bit:
-                if (c.mideleg & bit):
-                    if s_enabled:
+        # interrupts for M-mode come before those delegated to S; then MEI, MSI, MTI, SEI, SSI, STI
+        to_m = pending & ~c.mideleg if m_enabled else 0
+        to_s = pending & c.mideleg if s_enabled else 0
+        for deliverable in (to_m, to_s):
+            if deliverable:
+                for bit, code in PRIORITY:
+                    if deliverable & bit:
                         return INTERRUPT | code
-                elif m_enabled:
-                    return INTERRUPT | code
         return None
 
     def mret(self) -> None:

@@ -9,11 +9,12 @@ that could make one deliverable changes.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
 from .. import _core
-from .csr import MEIP, MENVCFG_STCE, MSIP, MTIP, SEIP, STIP
+from .csr import MEIP, MENVCFG_STCE, MSIP, MTIP, SEIP, SSIP, STIP
 from .hart import INTERRUPT, PRIV_NAMES, VirtualHart, cause_name
 from .privileged import prepare
 from .stats import ExitStats
@@ -68,6 +69,8 @@ class Hypervisor:
         self.fault: GuestFault | None = None
         self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio]
         self._system: dict = {}              # instruction word -> prepared handler
+        self._request: str | None = None     # pause, reset or shutdown, from any thread
+        self._resumed = threading.Event()
 
     # ---- the run loop ----
     def run(self) -> Stop:
@@ -100,9 +103,39 @@ class Hypervisor:
             self.stats.shadow = vcpu.shadow_stats
 
     # ---- exits ----
+    def request(self, what: str) -> None:
+        """Ask the run loop (possibly from another thread) to pause, reset or shut down;
+        the core is kicked so that it exits soon."""
+        self._request = what
+        if what == "pause":
+            self._resumed.clear()
+        self.vcpu.kick()
+
+    def resume(self) -> None:
+        if self._request == "pause":
+            self._request = None
+        self._resumed.set()
+
+    def _serve_request(self) -> None:
+        what, self._request = self._request, None
+        if what == "shutdown":
+            raise Stop("shutdown")
+        if what == "reset":
+            raise Stop("reset")
+        if what == "pause":
+            self.vm.state = "paused"
+            while not self._resumed.wait(0.05):
+                if self.poll is not None:
+                    self.poll()              # the console may resume (Ctrl-A p) or quit
+                if self._request in ("shutdown", "reset"):
+                    return self._serve_request()
+            self.vm.state = "running"
+
     def on_budget(self) -> None:
-        """stop_at reached: a timer deadline, the end of a slice, or a limit."""
+        """stop_at reached: a timer deadline, the end of a slice, a limit or a request."""
         vcpu = self.vcpu
+        if self._request is not None:
+            self._serve_request()
         if self.max_instructions is not None and vcpu.instret >= self.max_instructions:
             raise Stop("max-instructions")
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -218,25 +251,32 @@ class Hypervisor:
         vcpu.stop_at = stop
 
     def idle(self) -> None:
-        """WFI: skip virtual time to the next timer deadline unless something is pending."""
+        """WFI: skip virtual time to the next timer deadline unless something is pending.
+
+        WFI wakes on any interrupt pending and enabled in mie, whatever the global
+        enables (privileged spec, "Wait for Interrupt").  If nothing enabled in mie
+        could ever become pending, the guest is stopped as idle."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise Stop("timeout")
         self.update_mip()
         c = self.hart.csr
         if c.mip & c.mie:
             self.check_interrupts()
             return
         deadline = self.next_timer_deadline()
-        if deadline is None:
-            if self.vm.console.can_receive():
-                self.vm.console.wait_input(self.deadline)
-                if self.poll is not None:
-                    self.poll()
-                self.check_interrupts()
-                return
-            raise Stop("idle", "the guest waits for an interrupt (WFI) with no timer armed "
-                       "and no input possible")
-        self.clock.skip_to(deadline)
-        self.timers_changed()
-        self.check_interrupts()
+        if deadline is not None and c.mie & (MTIP | STIP):
+            self.clock.skip_to(deadline)
+            self.timers_changed()
+            self.check_interrupts()
+            return
+        if c.mie & (MEIP | SEIP | MSIP | SSIP) and self.vm.console.can_receive():
+            self.vm.console.wait_input(self.deadline)
+            if self.poll is not None:
+                self.poll()
+            self.check_interrupts()
+            return
+        raise Stop("idle", "the guest waits for an interrupt (WFI) that nothing can raise "
+                   f"(mie={c.mie:#x}, no timer armed or no input possible)")
 
     def device_changed(self) -> None:
         """A device changed an interrupt line or a timer (CLINT/PLIC/UART callbacks)."""

@@ -54,6 +54,13 @@ def csr_instruction(hv, insn: int) -> None:
     except IllegalCsrAccess:
         illegal(hv, insn)
         return
+    if written and (csr == 0xB02 or csr == 0xB00):
+        # Zicsr: the value written is what the *next* instruction reads, so the writing
+        # instruction's own retirement (complete_csr below) must not show
+        if csr == 0xB02:
+            file.instret_offset -= 1
+        else:
+            file.cycle_offset -= 1
     vcpu.complete_csr(rd, old)
     if written and csr in COUNTER_CSRS:
         hart.sync_counters()

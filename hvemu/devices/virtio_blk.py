@@ -1,0 +1,198 @@
+"""virtio-blk backed by a host file (VIRTIO 1.1 specification, section 5.2).
+
+A virtual disk is a byte range of a host file: the whole file, or a slice of it
+(`offset`, `size`), so one physical disk can be carved into several virtual ones.
+A read or write of the virtual disk becomes a `pread`/`pwrite` of that range;
+FLUSH becomes `fsync`, so every write the guest has flushed survives a kill of the
+emulator.  Requests are validated: out-of-range sectors, lengths that are not whole
+sectors, missing status bytes or a write to a read-only disk complete with an
+error status for the guest.
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+from .virtio_mmio import Buffer
+
+SECTOR = 512
+VIRTIO_ID_BLOCK = 2
+# request types (5.2.6)
+T_IN, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, T_WRITE_ZEROES = 0, 1, 4, 8, 11, 13
+S_OK, S_IOERR, S_UNSUPP = 0, 1, 2
+# feature bits (5.2.3)
+F_SEG_MAX, F_RO, F_BLK_SIZE, F_FLUSH = 1 << 2, 1 << 5, 1 << 6, 1 << 9
+F_DISCARD, F_WRITE_ZEROES = 1 << 13, 1 << 14
+SEG_MAX = 126
+MAX_ZERO_SECTORS = 1 << 16
+
+
+class DiskImage:
+    """A byte range of a host file, opened for the VM's lifetime."""
+
+    def __init__(self, path: str, offset: int = 0, size: int | None = None,
+                 readonly: bool = False):
+        self.path = path
+        self.readonly = readonly
+        self.fd = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
+        self.offset = offset
+        self.size = (os.fstat(self.fd).st_size - offset) if size is None else size
+        self.reads = self.writes = self.flushes = 0
+        self.bytes_read = self.bytes_written = 0
+
+    @property
+    def sectors(self) -> int:
+        return self.size // SECTOR
+
+    def pread(self, pos: int, n: int) -> bytes:
+        self.reads += 1
+        self.bytes_read += n
+        data = os.pread(self.fd, n, self.offset + pos)
+        return data.ljust(n, b"\0")            # a sparse or short file reads as zeros
+
+    def pwrite(self, pos: int, data: bytes) -> None:
+        self.writes += 1
+        self.bytes_written += len(data)
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, self.offset + pos)
+            view = view[done:]
+            pos += done
+
+    def flush(self) -> None:
+        self.flushes += 1
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            if not self.readonly:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class VirtioBlk:
+    """The block device model behind a virtio-mmio transport."""
+
+    kind = "blk"
+    device_id = VIRTIO_ID_BLOCK
+    num_queues = 1
+
+    def __init__(self, disk: DiskImage, serial: str = ""):
+        self.disk = disk
+        self.serial = serial.encode()[:20]
+        self.features = F_SEG_MAX | F_BLK_SIZE | F_FLUSH | F_DISCARD | F_WRITE_ZEROES
+        if disk.readonly:
+            self.features |= F_RO
+
+    def reset(self) -> None:
+        pass
+
+    def config(self) -> bytes:
+        """Configuration space (5.2.4): capacity, seg_max, blk_size, discard/zeroes limits."""
+        cfg = bytearray(0x3C)
+        struct.pack_into("<Q", cfg, 0x00, self.disk.sectors)        # capacity
+        struct.pack_into("<I", cfg, 0x0C, SEG_MAX)                 # seg_max
+        struct.pack_into("<I", cfg, 0x14, SECTOR)                  # blk_size
+        struct.pack_into("<H", cfg, 0x22, 1)                       # num_queues
+        struct.pack_into("<III", cfg, 0x24, MAX_ZERO_SECTORS, 1, 1)  # discard limits
+        struct.pack_into("<II", cfg, 0x30, MAX_ZERO_SECTORS, 1)     # write-zeroes limits
+        return bytes(cfg)
+
+    def write_config(self, offset: int, size: int, value: int) -> None:
+        pass                                   # nothing writable: no CONFIG_WCE
+
+    # ---- requests (5.2.6) ----
+    def process(self, queue: int, chain: list[Buffer], mem) -> int:
+        """Serve one request; returns the bytes written into the guest's buffers."""
+        readable = [b for b in chain if not b.writable]
+        writable = [b for b in chain if b.writable]
+        if not writable or writable[-1].length < 1:
+            return 0                             # no status byte: nothing we can report
+        status_buf = writable[-1]
+        status_addr = status_buf.addr + status_buf.length - 1
+        out_bufs = writable[:-1] + ([Buffer(status_buf.addr, status_buf.length - 1, True)]
+                                    if status_buf.length > 1 else [])
+        try:
+            header = self._gather(mem, readable)
+        except (IndexError, OverflowError):
+            return self._status(mem, status_addr, S_IOERR, 0)
+        if len(header) < 16:
+            return self._status(mem, status_addr, S_IOERR, 0)
+        kind, _reserved, sector = struct.unpack_from("<IIQ", header)
+        payload = header[16:]
+        try:
+            if kind == T_IN:
+                return self._read(mem, sector, out_bufs, status_addr)
+            if kind == T_OUT:
+                return self._write(mem, sector, payload, status_addr)
+            if kind == T_FLUSH:
+                if not self.disk.readonly:
+                    self.disk.flush()
+                return self._status(mem, status_addr, S_OK, 0)
+            if kind == T_GET_ID:
+                ident = self.serial.ljust(20, b"\0")
+                n = self._scatter(mem, out_bufs, ident)
+                return self._status(mem, status_addr, S_OK, n)
+            if kind in (T_DISCARD, T_WRITE_ZEROES):
+                return self._zero(mem, payload, status_addr)
+        except (IndexError, OverflowError):
+            return self._status(mem, status_addr, S_IOERR, 0)
+        except OSError:
+            return self._status(mem, status_addr, S_IOERR, 0)
+        return self._status(mem, status_addr, S_UNSUPP, 0)
+
+    def _in_range(self, sector: int, nbytes: int) -> bool:
+        return nbytes % SECTOR == 0 and sector * SECTOR + nbytes <= self.disk.size
+
+    def _read(self, mem, sector: int, bufs: list[Buffer], status_addr: int) -> int:
+        total = sum(b.length for b in bufs)
+        if not self._in_range(sector, total):
+            return self._status(mem, status_addr, S_IOERR, 0)
+        data = self.disk.pread(sector * SECTOR, total)
+        n = self._scatter(mem, bufs, data)
+        return self._status(mem, status_addr, S_OK, n)
+
+    def _write(self, mem, sector: int, data: bytes, status_addr: int) -> int:
+        if self.disk.readonly:
+            return self._status(mem, status_addr, S_IOERR, 0)
+        if not self._in_range(sector, len(data)):
+            return self._status(mem, status_addr, S_IOERR, 0)
+        self.disk.pwrite(sector * SECTOR, data)
+        return self._status(mem, status_addr, S_OK, 0)
+
+    def _zero(self, mem, payload: bytes, status_addr: int) -> int:
+        if self.disk.readonly:
+            return self._status(mem, status_addr, S_IOERR, 0)
+        if len(payload) < 16 or len(payload) % 16:
+            return self._status(mem, status_addr, S_IOERR, 0)
+        segments = [struct.unpack_from("<QII", payload, i) for i in range(0, len(payload), 16)]
+        for sector, count, _flags in segments:
+            if count > MAX_ZERO_SECTORS or not self._in_range(sector, count * SECTOR):
+                return self._status(mem, status_addr, S_IOERR, 0)
+        for sector, count, _flags in segments:
+            self.disk.pwrite(sector * SECTOR, bytes(count * SECTOR))
+        return self._status(mem, status_addr, S_OK, 0)
+
+    @staticmethod
+    def _gather(mem, bufs: list[Buffer]) -> bytes:
+        return b"".join(mem.read(b.addr, b.length) for b in bufs)
+
+    @staticmethod
+    def _scatter(mem, bufs: list[Buffer], data: bytes) -> int:
+        pos = 0
+        for b in bufs:
+            if pos >= len(data):
+                break
+            chunk = data[pos:pos + b.length]
+            mem.write(b.addr, chunk)
+            pos += len(chunk)
+        return pos
+
+    @staticmethod
+    def _status(mem, addr: int, status: int, written: int) -> int:
+        try:
+            mem.write(addr, bytes((status,)))
+        except (IndexError, OverflowError):
+            return written
+        return written + 1
