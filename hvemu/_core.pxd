@@ -1,6 +1,6 @@
 # Declarations of the fast path: the guest hart state, the shadow TLB and the
 # exit record (hvemu's counterpart of `struct kvm_run`).
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 cdef enum:
     TLB_SIZE = 256          # entries per (privilege, access type); direct mapped
@@ -35,7 +35,7 @@ ctypedef struct Decoded:
     int32_t imm
     uint32_t raw         # the instruction as fetched
     uint16_t step        # 1 for a 16-bit instruction, 2 for a 32-bit one (in slots)
-    uint16_t pad
+    int16_t jump         # branch/jump target as a slot delta within the page, or JUMP_OUT
 
 ctypedef struct ExitRecord:
     uint32_t reason

@@ -35,6 +35,7 @@ cdef extern from *:
     uint64_t hv_mulh(int64_t a, int64_t b) noexcept nogil
     uint64_t hv_mulhu(uint64_t a, uint64_t b) noexcept nogil
     uint64_t hv_mulhsu(int64_t a, uint64_t b) noexcept nogil
+    void hv_unreachable "__builtin_unreachable" () noexcept nogil
 
 # Exit reasons, for Python.
 BUDGET = EXIT_BUDGET
@@ -1120,6 +1121,7 @@ cdef enum:
     OP_C_JAL
     OP_C_JALR
     SLOTS = 2048          # 2-byte slots in a 4 KiB page
+    JUMP_OUT = -32768     # Decoded.jump: the target is on another page (or computed)
 
 cdef uint8_t OPS_OP[8]
 cdef uint8_t OPS_M[8]
@@ -1424,72 +1426,185 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         break
                 else:
                     memcpy(p, &v, 8)
-            elif op == OP_LW or op == OP_LWU or op == OP_LH or op == OP_LHU or op == OP_LB or op == OP_LBU:
+            elif op == OP_LW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                size = 4 if (op == OP_LW or op == OP_LWU) else (2 if (op == OP_LH or op == OP_LHU) else 1)
-                p = tlb_hit(tl_load, addr, size)
+                p = tlb_hit(tl_load, addr, 4)
                 v = 0
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
-                    if load_slow(s, addr, size, &v) != MEM_OK:
+                    if load_slow(s, addr, 4, &v) != MEM_OK:
                         reason = 1
                         break
-                elif size == 4:
+                else:
                     memcpy(&v, p, 4)
-                elif size == 2:
-                    memcpy(&v, p, 2)
+                x[d.rd] = <uint64_t>sx32(v)
+            elif op == OP_LWU:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_load, addr, 4)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 4, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 4)
+                x[d.rd] = v
+            elif op == OP_LBU:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_load, addr, 1)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 1, &v) != MEM_OK:
+                        reason = 1
+                        break
                 else:
                     v = p[0]
-                x[d.rd] = load_ext(v, size, op == OP_LW or op == OP_LH or op == OP_LB)
-            elif op == OP_SW or op == OP_SH or op == OP_SB:
+                x[d.rd] = v
+            elif op == OP_LB:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
-                size = 4 if op == OP_SW else (2 if op == OP_SH else 1)
-                p = tlb_hit(tl_store, addr, size)
+                p = tlb_hit(tl_load, addr, 1)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 1, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    v = p[0]
+                x[d.rd] = <uint64_t><int64_t><int8_t><uint8_t>v
+            elif op == OP_LH:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_load, addr, 2)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 2, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 2)
+                x[d.rd] = <uint64_t><int64_t><int16_t><uint16_t>v
+            elif op == OP_LHU:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_load, addr, 2)
+                v = 0
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if load_slow(s, addr, 2, &v) != MEM_OK:
+                        reason = 1
+                        break
+                else:
+                    memcpy(&v, p, 2)
+                x[d.rd] = v
+            elif op == OP_SW:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_store, addr, 4)
                 v = x[d.rs2]
                 if p == NULL:
                     s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
-                    if store_slow(s, addr, size, v) != MEM_OK:
+                    if store_slow(s, addr, 4, v) != MEM_OK:
                         reason = 1
                         break
-                elif size == 4:
+                else:
                     memcpy(p, &v, 4)
-                elif size == 2:
-                    memcpy(p, &v, 2)
+            elif op == OP_SB:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_store, addr, 1)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, 1, v) != MEM_OK:
+                        reason = 1
+                        break
                 else:
                     p[0] = <uint8_t>v
-            elif op == OP_BEQ or op == OP_BNE or op == OP_BLT or op == OP_BGE or op == OP_BLTU or op == OP_BGEU:
-                a = x[d.rs1]
-                b = x[d.rs2]
-                if op == OP_BEQ:
-                    v = a == b
-                elif op == OP_BNE:
-                    v = a != b
-                elif op == OP_BLT:
-                    v = <int64_t>a < <int64_t>b
-                elif op == OP_BGE:
-                    v = <int64_t>a >= <int64_t>b
-                elif op == OP_BLTU:
-                    v = a < b
+            elif op == OP_SH:
+                addr = x[d.rs1] + <uint64_t><int64_t>d.imm
+                p = tlb_hit(tl_store, addr, 2)
+                v = x[d.rs2]
+                if p == NULL:
+                    s.exit.pc = vbase + (<uint64_t>(d - page) << 1)
+                    if store_slow(s, addr, 2, v) != MEM_OK:
+                        reason = 1
+                        break
                 else:
-                    v = a >= b
-                if v:
-                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
-                    left -= 1
-                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
-                        d = page + ((t & PAGE_MASK) >> 1)
+                    memcpy(p, &v, 2)
+            elif op == OP_BEQ:
+                left -= 1
+                if x[d.rs1] == x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
                         continue
-                    pc = t
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
                     break
+                d += 2
+                continue
+            elif op == OP_BNE:
+                left -= 1
+                if x[d.rs1] != x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
+                        continue
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    pc_set = 1
+                    break
+                d += 2
+                continue
+            elif op == OP_BLT:
+                left -= 1
+                if <int64_t>x[d.rs1] < <int64_t>x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
+                        continue
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    pc_set = 1
+                    break
+                d += 2
+                continue
+            elif op == OP_BGE:
+                left -= 1
+                if <int64_t>x[d.rs1] >= <int64_t>x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
+                        continue
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    pc_set = 1
+                    break
+                d += 2
+                continue
+            elif op == OP_BLTU:
+                left -= 1
+                if x[d.rs1] < x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
+                        continue
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    pc_set = 1
+                    break
+                d += 2
+                continue
+            elif op == OP_BGEU:
+                left -= 1
+                if x[d.rs1] >= x[d.rs2]:
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
+                        continue
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
+                    pc_set = 1
+                    break
+                d += 2
+                continue
             elif op == OP_JAL:
                 t = vbase + (<uint64_t>(d - page) << 1)
                 x[d.rd] = t + 4
-                t += <uint64_t><int64_t>d.imm
                 left -= 1
-                if (t & ~<uint64_t>PAGE_MASK) == vbase:
-                    d = page + ((t & PAGE_MASK) >> 1)
+                if d.jump != JUMP_OUT:
+                    d += d.jump
                     continue
-                pc = t
+                pc = t + <uint64_t><int64_t>d.imm
                 pc_set = 1
                 break
             elif op == OP_JALR:
@@ -1715,11 +1830,10 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_BEQ:
                 left -= 1
                 if x[d.rs1] == 0:
-                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
-                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
-                        d = page + ((t & PAGE_MASK) >> 1)
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
                         continue
-                    pc = t
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
                     break
                 d += 1
@@ -1727,11 +1841,10 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_BNE:
                 left -= 1
                 if x[d.rs1] != 0:
-                    t = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
-                    if (t & ~<uint64_t>PAGE_MASK) == vbase:
-                        d = page + ((t & PAGE_MASK) >> 1)
+                    if d.jump != JUMP_OUT:
+                        d += d.jump
                         continue
-                    pc = t
+                    pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
                     break
                 d += 1
@@ -1739,12 +1852,11 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_JAL:
                 t = vbase + (<uint64_t>(d - page) << 1)
                 x[d.rd] = t + 2
-                t += <uint64_t><int64_t>d.imm
                 left -= 1
-                if (t & ~<uint64_t>PAGE_MASK) == vbase:
-                    d = page + ((t & PAGE_MASK) >> 1)
+                if d.jump != JUMP_OUT:
+                    d += d.jump
                     continue
-                pc = t
+                pc = t + <uint64_t><int64_t>d.imm
                 pc_set = 1
                 break
             elif op == OP_C_JALR:
@@ -1783,14 +1895,22 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 else:
                     d.op = OP_GENERIC           # straddles two pages
                     d.step = 2
+                d.jump = JUMP_OUT
+                if (d.op >= OP_BEQ and d.op <= OP_BGEU) or d.op == OP_JAL or d.op == OP_C_BEQ \
+                        or d.op == OP_C_BNE or d.op == OP_C_JAL:
+                    v = <uint64_t>(<int64_t>t + <int64_t>d.imm)      # target offset in the page
+                    if v < 4096:
+                        d.jump = <int16_t>(<int64_t>d.imm >> 1)
                 continue
             elif op == OP_PAGE_END:
                 pc = vbase + 4096
                 pc_set = 1
                 break
-            else:                               # OP_GENERIC
+            elif op == OP_GENERIC:
                 generic = 1
                 break
+            else:
+                hv_unreachable()                # every op has an arm: no range check
             d += 2                              # every 16-bit operation has its own arm
             left -= 1
         # ---- left the page: an exit, a generic instruction, the budget, a jump ----

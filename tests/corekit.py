@@ -10,6 +10,9 @@
 * ``make_vcpu`` / ``run_code`` load code at ``CODE`` in a 1 MiB RAM at
   ``RAM_BASE``, set registers and memory, and (``run_code``) run until the
   terminating ``ecall``.
+* Both execution engines of the core are testable: ``new_vcpu`` makes a vCPU on
+  the current engine ("fast", the pre-decoded fast path, the default; or
+  "reference", the per-instruction interpreter), chosen with ``using_engine``.
 * ``assemble(src)`` uses the real cross assembler, for readable tests and for
   checking these encoders; without the tool the test is skipped, or fails when
   the environment variable ``CI`` is set.
@@ -17,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -470,6 +474,29 @@ def code_bytes(code: bytes | Iterable[int]) -> bytes:
     return bytes(out)
 
 
+ENGINES = ("fast", "reference")
+_engine = "fast"
+
+
+@contextlib.contextmanager
+def using_engine(name: str):
+    """Make new_vcpu (and so make_vcpu, run_code) use engine `name` inside the block."""
+    global _engine
+    assert name in ENGINES
+    old, _engine = _engine, name
+    try:
+        yield name
+    finally:
+        _engine = old
+
+
+def new_vcpu(memory: GuestMemory) -> VCpu:
+    """A vCPU on memory, running on the current engine."""
+    vcpu = VCpu(memory)
+    vcpu.fast = _engine == "fast"
+    return vcpu
+
+
 def make_vcpu(code: bytes | Iterable[int] = (), regs: Mapping | None = None,
               mem: Mapping | None = None, pc: int = CODE, ram_size: int = RAM_SIZE) -> VCpu:
     """A vcpu (M-mode, bare) with code at pc, registers and memory set, not yet run.
@@ -482,7 +509,7 @@ def make_vcpu(code: bytes | Iterable[int] = (), regs: Mapping | None = None,
         if isinstance(data, int):
             data = u64(data).to_bytes(8, "little")
         memory.write(addr, data)
-    vcpu = VCpu(memory)
+    vcpu = new_vcpu(memory)
     vcpu.pc = pc
     for r, v in (regs or {}).items():
         vcpu.set_x(reg(r), u64(v))

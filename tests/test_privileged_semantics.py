@@ -6,7 +6,9 @@ QEMU (same rules; missing QEMU skips, or fails when CI is set):
 
 * A PTE rewritten without sfence.vma: the next access may use the old or the new
   translation.  After `sfence.vma` (all addresses, or just that one) it must use
-  the new one; a PTE made invalid must then fault (load page fault, 13).
+  the new one; a PTE made invalid must then fault (load page fault, 13).  The
+  same for a remapped code page: the old or the new code before the fence, the
+  new code after it.
 * In U-mode every privileged instruction (M- and S-CSR reads and writes, mret,
   sret, wfi, sfence.vma, writes to the read-only counters, a counter read that
   mcounteren forbids) raises an illegal-instruction exception (mcause 2) taken
@@ -18,6 +20,7 @@ riscv64-unknown-elf-gcc: skipped without them, or failing when CI is set).
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
@@ -46,25 +49,30 @@ U_PRIVILEGED = {
     "u_csrs_time": 0xC0152073,        # csrs time, a0 (a0 != 0: a write)
     "u_rdcycle": 0xC0002573,          # rdcycle a0 with mcounteren.CY = 0
 }
-EDITS = ("remap_fence_all", "remap_fence_va", "unmap_fence_all", "unmap_fence_va")
 EMULATORS = ("hvemu", "qemu")
 
 
+@functools.cache
+def _ptesfence_dump(emulator: str) -> tuple[tuple[str, int], ...]:
+    return tuple(dump_of(emulator, "ptesfence"))
+
+
 def ptesfence(emulator: str) -> dict[str, int]:
+    """The guest's dump on emulator, run once per session (an error is not cached)."""
     if emulator == "qemu":
         require_qemu()
-    return dict(dump_of(emulator, "ptesfence"))
+    return dict(_ptesfence_dump(emulator))
 
 
-def check_remap(d: dict[str, int], name: str) -> None:
-    assert d[f"{name}.loads_done"] == 3, f"{name}: a load faulted"
+def check_remap(d: dict[str, int], name: str, old: int = OLD, new: int = NEW) -> None:
+    assert d[f"{name}.loads_done"] == 3, f"{name}: an access faulted"
     assert d[f"{name}.faulting_load"] == 0
-    assert d[f"{name}.before"] == OLD
-    assert d[f"{name}.nofence"] in (OLD, NEW), (
-        f"{name}: without sfence.vma the load saw {d[f'{name}.nofence']:#x}, "
+    assert d[f"{name}.before"] == old
+    assert d[f"{name}.nofence"] in (old, new), (
+        f"{name}: without sfence.vma the access saw {d[f'{name}.nofence']:#x}, "
         "neither the old nor the new page")
-    assert d[f"{name}.fenced"] == NEW, (
-        f"{name}: after sfence.vma the load still saw {d[f'{name}.fenced']:#x}")
+    assert d[f"{name}.fenced"] == new, (
+        f"{name}: after sfence.vma the access still saw {d[f'{name}.fenced']:#x}")
 
 
 def check_unmap(d: dict[str, int], name: str) -> None:
@@ -90,6 +98,12 @@ def test_a_pte_edit_takes_effect_after_sfence_vma(emulator):
     check_remap(d, "remap_fence_va")
     check_unmap(d, "unmap_fence_all")
     check_unmap(d, "unmap_fence_va")
+
+
+@pytest.mark.parametrize("emulator", EMULATORS)
+def test_a_remapped_code_page_runs_the_new_code_after_sfence_vma(emulator):
+    d = ptesfence(emulator)
+    check_remap(d, "remap_fetch", old=1, new=2)     # the code returns 1 (old) or 2 (new)
 
 
 @pytest.mark.parametrize("emulator", EMULATORS)

@@ -9,7 +9,7 @@
  * set), name.pte_no_a after one that faulted: the spec lets a hart set A
  * speculatively (QEMU sets it for an AMO to a read-only page) but D must be
  * exact, so there the A bit is masked out.
- * Page faults (12, 13, 15) are delegated to S; everything runs with the
+ * Page faults (12, 13, 15) and access faults (1, 5, 7) are delegated to S; everything runs with the
  * tables freshly rebuilt and an sfence.vma unless a case builds on the one
  * before.
  *
@@ -22,7 +22,12 @@
  *                            [3] invalid (zero)
  *   [4] 0x1_0000_0000  gigapage -> 0x8000_0000, RW (A/D start clear)
  *   [5] 0x1_4000_0000  misaligned gigapage (PPN[1] != 0)
- *   [6] 0x1_8000_0000  not valid (V = 0, other bits set) */
+ *   [6] 0x1_8000_0000  not valid (V = 0, other bits set)
+ *   [7] 0x1_c000_0000  gigapage -> physical 0x0 (nothing there on virt), RW
+ *   [8] 0x2_0000_0000  -> a next-level table at physical 0x0: the walk itself
+ *                         hits nothing (an access fault, not a page fault)
+ * and an instruction that straddles a page boundary: its first half at the end
+ * of an executable page, its second half on a page that is not. */
 #include "cmp.h"
 
 #define PTE_V   (1UL << 0)
@@ -45,6 +50,8 @@
 #define VA_GIGA         0x100000000UL
 #define VA_GIGA_MIS     0x140000000UL
 #define VA_ROOT_INVALID 0x180000000UL
+#define VA_GIGA_NOTHING 0x1c0000000UL
+#define VA_WALK_NOTHING 0x200000000UL
 #define PA_MEGA         0x80400000UL    /* 2 MiB aligned, above the image */
 
 enum {                  /* the 4 KiB test pages */
@@ -62,6 +69,8 @@ enum {                  /* the 4 KiB test pages */
     P_RSVD,             /* RW with reserved bit 60 set */
     P_URO,              /* U R */
     P_UDIRTY,           /* U RW */
+    P_STRADDLE,         /* RX, a 32-bit instruction in its last 2 bytes */
+    P_AFTER,            /* RW (not X): the page after it */
     NPAGES
 };
 
@@ -85,6 +94,8 @@ static const u64 page_flags[NPAGES] = {
     [P_RSVD]    = PTE_V | PTE_R | PTE_W | PTE_RSVD60,
     [P_URO]     = PTE_V | PTE_R | PTE_U,
     [P_UDIRTY]  = PTE_V | PTE_R | PTE_W | PTE_U,
+    [P_STRADDLE] = PTE_V | PTE_R | PTE_X,
+    [P_AFTER]   = PTE_V | PTE_R | PTE_W,
 };
 
 /* Lower-mode code: one access, then ecall to M.  The template is copied
@@ -128,6 +139,11 @@ static u64 pattern(int p)
     return 0x1111000000000000UL * ((u64)p + 1) + 0xabcd0000UL + (u64)p;
 }
 
+static void poke16(u64 addr, uint16_t value)
+{
+    *(volatile uint16_t *)addr = value;
+}
+
 /* Rebuild every table and test page, then flush the TLB. */
 static void setup(void)
 {
@@ -139,6 +155,8 @@ static void setup(void)
     root[4] = PTE(0x80000000UL, PTE_V | PTE_R | PTE_W);
     root[5] = PTE(0x80200000UL, PTE_V | PTE_R | PTE_W);
     root[6] = PTE(0x80000000UL, PTE_R | PTE_W | PTE_X);
+    root[7] = PTE(0x0, PTE_V | PTE_R | PTE_W);
+    root[8] = PTE(0x0, PTE_V);
     l1[0] = PTE(l0, PTE_V);
     l1[1] = PTE(PA_MEGA, PTE_V | PTE_R | PTE_W);
     l1[2] = PTE(PA_MEGA + 0x1000, PTE_V | PTE_R | PTE_W);
@@ -153,6 +171,10 @@ static void setup(void)
             for (int i = 0; i < 2; i++)
                 pages[p][i] = ((u64 *)code_tmpl)[0];
     }
+    /* addi a0, zero, 42 split over the page boundary, then c.jr ra */
+    poke16((u64)pages[P_STRADDLE] + 4094, 0x0513);
+    poke16((u64)pages[P_AFTER], 0x02a0);
+    poke16((u64)pages[P_AFTER] + 2, 0x8082);
     volatile u64 *mega = (volatile u64 *)(PA_MEGA + 0x1238);
     *mega = 0x4d4547410000cafeUL;
     fence_i();
@@ -296,6 +318,16 @@ static void execute(void)
     setup();
     lower("xonly_fetch", lo_fetch, va_page(P_XONLY), 0, PRV_S, 0, pte_of_page(P_XONLY));
     lower("scode_fetch", lo_fetch, va_page(P_SCODE), 0, PRV_S, 0, pte_of_page(P_SCODE));
+    /* an instruction across a page boundary, second half not executable:
+     * sepc = the instruction, stval = the address of the part that faulted */
+    setup();
+    lower("straddle_fetch", lo_fetch, va_page(P_STRADDLE) + 4094, 0, PRV_S, 0,
+          pte_of_page(P_AFTER));
+    put("straddle_fetch.first_pte_no_a", *pte_of_page(P_STRADDLE) & ~PTE_A);
+    l0[P_AFTER] |= PTE_X;
+    sfence_vma();
+    lower("straddle_fetch_ok", lo_fetch, va_page(P_STRADDLE) + 4094, 0, PRV_S, 0,
+          pte_of_page(P_AFTER));
 }
 
 static void big_pages(void)
@@ -316,6 +348,11 @@ static void big_pages(void)
     lower("giga_misaligned_load", lo_load, VA_GIGA_MIS, 0, PRV_S, 0, &root[5]);
     lower("root_invalid_load", lo_load, VA_ROOT_INVALID, 0, PRV_S, 0, &root[6]);
     lower("root_invalid_store", lo_store, VA_ROOT_INVALID + 8, 0, PRV_S, 0, &root[6]);
+
+    /* physical addresses with nothing behind them: access faults */
+    lower("giga_nothing_load", lo_load, VA_GIGA_NOTHING + 0x10, 0, PRV_S, 0, &root[7]);
+    lower("giga_nothing_store", lo_store, VA_GIGA_NOTHING + 0x10, 0, PRV_S, 0, &root[7]);
+    lower("walk_nothing_load", lo_load, VA_WALK_NOTHING + 0x10, 0, PRV_S, 0, &root[8]);
 
     /* bits 63..39 must equal bit 38 */
     lower("noncanonical_load", lo_load, 0x0000004000000000UL, 0, PRV_S, 0, 0);
@@ -347,7 +384,8 @@ static void mprv_cases(void)
 int main(void)
 {
     printf("compare: paging\n");
-    csr_write(medeleg, (1UL << 12) | (1UL << 13) | (1UL << 15));
+    csr_write(medeleg, (1UL << 1) | (1UL << 5) | (1UL << 7) |
+              (1UL << 12) | (1UL << 13) | (1UL << 15));
     csr_write(mideleg, 0);
     setup();
     csr_write(satp, (8UL << 60) | ((u64)root >> 12));

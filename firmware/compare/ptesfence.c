@@ -6,7 +6,8 @@
  * both), runs sfence.vma (all, or just that address) and loads again: now
  * the new translation is required.  The invalidation variant makes the PTE
  * not valid: the unfenced load may still hit or may fault; after the fence
- * it must fault.
+ * it must fault.  The same for instruction fetches: a remapped code page
+ * must run the new code after sfence.vma.
  *
  * Part 2 (bare, U-mode, nothing delegated): each privileged instruction traps
  * to M with an illegal-instruction exception (mcause 2) and mtval = the
@@ -25,6 +26,9 @@
 #define VA_TEST         0xc0000000UL
 #define OLD_VALUE       0x01d01d01d01d01d0UL
 #define NEW_VALUE       0x0e70e70e70e70e70UL
+#define CODE_OFFSET     0x800           /* in both pages: addi a0, zero, N; c.jr ra */
+#define OLD_CODE        0x0001808200100513UL    /* N = 1 (then c.nop) */
+#define NEW_CODE        0x0001808200200513UL    /* N = 2 */
 
 static u64 root[512] __attribute__((aligned(4096)));
 static u64 l1[512] __attribute__((aligned(4096)));
@@ -82,6 +86,27 @@ __asm__(
     "               li t6, 3\n"
     "               sd t6, 48(a0)\n"
     "               ecall\n"
+    /* the same with calls into a remapped code page (they set a0 only) */
+    "s_edit_fetch:\n"
+    "               mv t2, a0\n"
+    "               ld t3, 0(t2)\n"
+    "               ld t4, 8(t2)\n"
+    "               ld t5, 16(t2)\n"
+    "               jalr t3\n"
+    "               sd a0, 24(t2)\n"
+    "               li t6, 1\n"
+    "               sd t6, 48(t2)\n"
+    "               sd t5, 0(t4)\n"
+    "               jalr t3\n"
+    "               sd a0, 32(t2)\n"
+    "               li t6, 2\n"
+    "               sd t6, 48(t2)\n"
+    "               sfence.vma\n"
+    "               jalr t3\n"
+    "               sd a0, 40(t2)\n"
+    "               li t6, 3\n"
+    "               sd t6, 48(t2)\n"
+    "               ecall\n"
     /* U-mode privileged instructions: each must trap; ecall if one does not */
     ".balign 4\n"
     "u_csrr_mstatus: csrr a0, mstatus\n"
@@ -114,7 +139,7 @@ __asm__(
     "               ecall\n"
 );
 extern char s_edit_fence_all[], s_load1_all[], s_load2_all[], s_load3_all[],
-    s_edit_fence_va[], s_load1_va[], s_load2_va[], s_load3_va[],
+    s_edit_fence_va[], s_edit_fetch[], s_load1_va[], s_load2_va[], s_load3_va[],
     u_csrr_mstatus[], u_csrr_mscratch[], u_csrr_sstatus[], u_csrr_satp[],
     u_csrw_sscratch[], u_mret[], u_sret[], u_wfi[], u_sfence_vma[],
     u_sfence_vma_a0[], u_csrw_cycle[], u_csrw_instret[], u_csrs_time[], u_rdcycle[];
@@ -129,7 +154,10 @@ static void tables(void)
     root[2] = PTE(0x80000000UL, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);
     root[3] = PTE(l1, PTE_V);
     l1[0] = PTE(l0, PTE_V);
-    l0[0] = PTE(page_old, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
+    page_old[CODE_OFFSET / 8] = OLD_CODE;
+    page_new[CODE_OFFSET / 8] = NEW_CODE;
+    fence_i();
+    l0[0] = PTE(page_old, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);
     sfence_vma();
 }
 
@@ -142,10 +170,11 @@ static u64 faulting_load(char *l1p, char *l2p, char *l3p)
     return epc == (u64)l1p ? 1 : epc == (u64)l2p ? 2 : epc == (u64)l3p ? 3 : 0xff;
 }
 
-static void edit(const char *name, void *fn, u64 new_pte, char *l1p, char *l2p, char *l3p)
+static void edit(const char *name, void *fn, u64 va, u64 new_pte,
+                 char *l1p, char *l2p, char *l3p)
 {
     tables();
-    job.va = VA_TEST + 0x40;
+    job.va = va;
     job.pte_addr = (u64)&l0[0];
     job.new_pte = new_pte;
     job.before = job.nofence = job.fenced = job.stage = 0;
@@ -177,8 +206,8 @@ static void u_priv(const char *name, char *insn)
 
 int main(void)
 {
-    u64 pte_new = PTE(page_new, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
-    u64 pte_gone = PTE(page_new, PTE_R | PTE_W | PTE_A | PTE_D);   /* V = 0 */
+    u64 pte_new = PTE(page_new, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);
+    u64 pte_gone = PTE(page_new, PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);   /* V = 0 */
 
     printf("compare: ptesfence\n");
     put("old_value", OLD_VALUE);
@@ -189,10 +218,14 @@ int main(void)
     tables();
     csr_write(satp, (8UL << 60) | ((u64)root >> 12));
     sfence_vma();
-    edit("remap_fence_all", s_edit_fence_all, pte_new, s_load1_all, s_load2_all, s_load3_all);
-    edit("remap_fence_va", s_edit_fence_va, pte_new, s_load1_va, s_load2_va, s_load3_va);
-    edit("unmap_fence_all", s_edit_fence_all, pte_gone, s_load1_all, s_load2_all, s_load3_all);
-    edit("unmap_fence_va", s_edit_fence_va, pte_gone, s_load1_va, s_load2_va, s_load3_va);
+    u64 va = VA_TEST + 0x40;
+    edit("remap_fence_all", s_edit_fence_all, va, pte_new, s_load1_all, s_load2_all,
+         s_load3_all);
+    edit("remap_fence_va", s_edit_fence_va, va, pte_new, s_load1_va, s_load2_va, s_load3_va);
+    edit("unmap_fence_all", s_edit_fence_all, va, pte_gone, s_load1_all, s_load2_all,
+         s_load3_all);
+    edit("unmap_fence_va", s_edit_fence_va, va, pte_gone, s_load1_va, s_load2_va, s_load3_va);
+    edit("remap_fetch", s_edit_fetch, VA_TEST + CODE_OFFSET, pte_new, 0, 0, 0);
     csr_write(satp, 0);
     sfence_vma();
 

@@ -5,8 +5,14 @@
  * and the final M-mode trap (mcause, mepc, mtval, mstatus & MIE|MPIE|MPP|
  * SIE|SPIE|SPP|MPRV|SUM|MXR).  epc values are absolute: both emulators load
  * the image at 0x8000_0000.  Fields the spec leaves open are not printed:
- * the tval of a breakpoint (0 or the pc).  No misaligned loads/stores (a
- * hart may do them or trap), no timers, no misa/mvendorid/...  */
+ * the tval of a breakpoint (0 or the pc), WARL read-backs of medeleg/mideleg/
+ * mie/mtvec, mip.MTIP (mtimecmp's reset value is the platform's).  No
+ * misaligned loads/stores/AMOs (a hart may perform them or trap, and pick the
+ * misaligned or the access-fault cause), no timers, no misa/mvendorid/...
+ * Interrupts are raised by CSR writes or by the CLINT's msip with a bounded
+ * wait until mip shows it, and the spec makes a hart evaluate pending
+ * interrupts right after xRET and after writes to mstatus/mip/mie/sip/sie,
+ * so every epc printed is fixed. */
 #include "cmp.h"
 
 /* The code the cases run.  M-mode snippets are called (they return with
@@ -57,6 +63,15 @@ __asm__(
     "               ecall\n"
     "s_sfence:      sfence.vma\n"
     "               ecall\n"
+    "s_mret:        mret\n"
+    "               ecall\n"
+    "s_ssip_sret:   csrsi sip, 2\n"        /* SIE = 0: stays pending */
+    "               la t0, u_nop_ecall\n"
+    "               csrw sepc, t0\n"
+    "               li t0, 0x100\n"
+    "               csrc sstatus, t0\n"
+    "               sret\n"                 /* to U: taken at once, at sepc */
+    "               ecall\n"
     "s_to_u:        .4byte 0x0000000b\n"    /* delegated to S, skipped */
     "               la t0, u_part\n"
     "               csrw sepc, t0\n"
@@ -76,7 +91,7 @@ __asm__(
 extern char m_ecall[], m_ebreak[], m_cebreak[], m_illegal32[], m_illegal16[],
     m_csrw_ro[], m_sret[], m_load[], m_store[], m_jump[], m_enable_mie[], m_after_mie[],
     s_ecall[], s_nop_ecall[], s_illegal_ecall[], s_ecall_illegal[], s_ssip[],
-    s_after_ssip[], s_csrr_mstatus[], s_sret[], s_csrr_satp[], s_sfence[],
+    s_after_ssip[], s_csrr_mstatus[], s_sret[], s_csrr_satp[], s_sfence[], s_mret[], s_ssip_sret[],
     s_to_u[], u_part[], u_illegal[], u_ecall[], u_nop_ecall[];
 
 #define MIP_SSIP        (1UL << 1)
@@ -168,7 +183,16 @@ static void interrupts(void)
     run(s_nop_ecall, 0, 0, PRV_S, MS_SIE, 0);
     dump("s_ssi_to_m", 0);
 
+    /* STI not delegated, set by M in mip, pending when mret enters S */
+    csr_write(mip, 1UL << 5);
+    csr_write(mie, 1UL << 5);
+    run(s_nop_ecall, 0, 0, PRV_S, 0, 0);
+    dump("s_sti_to_m", 0);
+    csr_write(mie, 0);
+    csr_clear(mip, 1UL << 5);
+
     /* MSI and SSI both pending and not delegated: MSI has priority */
+    csr_set(mip, MIP_SSIP);
     put("msi2.raised", msip_raise());
     csr_write(mie, MIP_SSIP | MIP_MSIP);
     run(s_nop_ecall, 0, 0, PRV_S, 0, 0);
@@ -185,11 +209,15 @@ static void interrupts(void)
     put("s_ssi_delegated.epc_is_next",
         sarea.n == 1 && sarea.rec[0].epc == (u64)s_after_ssip);
 
-    /* SSI delegated, pending when sret... mret enters U: taken into S although
-     * sstatus.SIE = 0 (U runs with S interrupts enabled) */
+    /* SSI delegated, pending when mret enters U: taken into S although
+     * sstatus.SIE = 0 (S interrupts are always enabled while in U) */
     csr_write(mip, MIP_SSIP);
     run(u_nop_ecall, 0, 0, PRV_U, 0, 0);
     dump("u_ssi_delegated", 0);
+
+    /* SSI delegated, raised in S with SIE = 0, taken right after sret to U */
+    run(s_ssip_sret, 0, 0, PRV_S, 0, 0);
+    dump("s_sret_to_u_ssi", 0);
 
     /* SSI delegated and pending in S with SIE = 0: not taken */
     csr_write(mip, MIP_SSIP);
@@ -223,6 +251,15 @@ static void delegation(void)
     dump("u_illegal", 0);
     run(s_csrr_mstatus, 0, 0, PRV_S, 0, 0);
     dump("s_csrr_mstatus", 0);
+    run(s_mret, 0, 0, PRV_S, 0, 0);
+    dump("s_mret", 0);
+    /* whatever medeleg holds, a trap taken in M stays in M */
+    csr_write(medeleg, ~0UL);
+    run(m_ecall, 0, 0, PRV_M, 0, 1);
+    dump("m_ecall_medeleg_all", 0);
+    run(m_illegal32, 0, 0, PRV_M, 0, 1);
+    dump("m_illegal_medeleg_all", 0);
+    set_deleg(0, 0);
 
     /* illegal instruction delegated to S: taken in S, skipped, sret back */
     set_deleg(1UL << 2, 0);
@@ -285,6 +322,20 @@ static void views(void)
     csr_write(mie, MIP_SSIP);
     put("view.sie_undelegated", csr_read(sie) & 0xaaa);
     csr_write(mie, 0);
+
+    /* M can write the S-level pending bits of mip */
+    csr_write(mip, 0x222);
+    put("view.mip_s_bits", csr_read(mip) & 0x222);
+    csr_write(mip, 0);
+    put("view.mip_s_bits_cleared", csr_read(mip) & 0x222);
+
+    /* xepc: bit 0 is always zero, bit 1 is writable (C is implemented) */
+    u64 old = csr_read(mepc);
+    csr_write(mepc, 0x80001003UL);
+    put("view.mepc_odd", csr_read(mepc));
+    csr_write(mepc, old);
+    csr_write(sepc, 0x80001007UL);
+    put("view.sepc_odd", csr_read(sepc));
 }
 
 int main(void)
