@@ -72,6 +72,8 @@ ctypedef struct HartState:
     uint64_t rom_base
     uint64_t rom_size
     Decoded** code       # per RAM page: its pre-decoded instructions, or NULL
+    uint64_t* code_gen   # bumped (in the shared GuestMemory) whenever a page becomes code
+    uint64_t code_gen_seen
     uint32_t fast        # use the pre-decoded fast path
     # native counter reads (a twin of the CSR handler for cycle/time/instret, off by default)
     uint32_t counters_native   # bit i: counter CSR 0xC00+i may be read without an exit
@@ -96,6 +98,7 @@ ctypedef struct HartState:
 
 cdef class GuestMemory:
     cdef Decoded** code            # pre-decoded instruction pages, shared by the vCPUs
+    cdef uint64_t code_gen         # how many times a RAM page became code
     cdef uint64_t npages
     cdef readonly object ram       # numpy uint8 array: guest RAM
     cdef readonly object rom       # numpy uint8 array: boot ROM

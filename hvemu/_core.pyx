@@ -1122,6 +1122,7 @@ cdef enum:
     OP_C_JALR
     SLOTS = 2048          # 2-byte slots in a 4 KiB page
     JUMP_OUT = -32768     # Decoded.jump: the target is on another page (or computed)
+    NEAR_STOP = 2 * 2048 + 16   # more than a page of straight-line code: see run_loop
 
 cdef uint8_t OPS_OP[8]
 cdef uint8_t OPS_M[8]
@@ -1162,10 +1163,18 @@ cdef Decoded* code_page(HartState* s, uint64_t ppn) noexcept nogil:
             return NULL
         page[SLOTS].op = OP_PAGE_END
         s.code[ppn] = page
-        # stores to this page must now take the slow path, which invalidates
-        for p in range(3):
-            memset(s.tlb[p][ACC_STORE], 0xff, TLB_SIZE * sizeof(TlbEntry))
+        # stores to this page must now take the slow path, which invalidates: this
+        # vCPU drops its store entries now, the others when they next run
+        flush_store_tlb(s)
+        s.code_gen[0] += 1
+        s.code_gen_seen = s.code_gen[0]
     return page
+
+
+cdef void flush_store_tlb(HartState* s) noexcept nogil:
+    cdef int p
+    for p in range(3):
+        memset(s.tlb[p][ACC_STORE], 0xff, TLB_SIZE * sizeof(TlbEntry))
 
 
 cdef inline void dset(Decoded* d, uint8_t op, uint32_t rd, uint32_t rs1, uint32_t rs2,
@@ -1350,9 +1359,16 @@ cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:
 
 
 cdef int run_loop(HartState* s) noexcept nogil:
-    """Execute until instret reaches stop_at or an exit; return the exit reason."""
+    """Execute until instret reaches stop_at or an exit; return the exit reason.
+
+    Instructions are counted one by one, but stop_at is checked only where control
+    lands after a jump within the page: straight-line code cannot run more than a
+    page (2048 slots) before the next jump or the page end, so while more than
+    NEAR_STOP instructions remain no check is needed in between.  The last
+    NEAR_STOP instructions before stop_at run in the reference interpreter, which
+    stops exactly."""
     cdef uint64_t* x = s.x
-    cdef uint64_t n, left, pc, vbase, a, b, v, addr, t
+    cdef uint64_t n, cnt, soft, pc, vbase, a, b, v, addr, t
     cdef Decoded* page
     cdef Decoded* d
     cdef uint8_t* hp
@@ -1364,6 +1380,10 @@ cdef int run_loop(HartState* s) noexcept nogil:
     cdef TlbEntry* tl_store = s.tlb[tlb_set(s.ls_priv)][ACC_STORE]
     cdef int reason, generic, pc_set
     cdef uint32_t op
+    if s.code_gen_seen != s.code_gen[0]:
+        # another vCPU turned a page into code: our store entries may point into it
+        flush_store_tlb(s)
+        s.code_gen_seen = s.code_gen[0]
     if not s.fast:
         n = s.stop_at - s.instret if s.stop_at > s.instret else 0
         return run_generic(s, n)
@@ -1373,6 +1393,9 @@ cdef int run_loop(HartState* s) noexcept nogil:
             s.exit.pc = s.pc
             return EXIT_BUDGET
         n = s.stop_at - s.instret
+        if n <= NEAR_STOP:
+            # close to stop_at: count every instruction exactly, in the reference interpreter
+            return run_generic(s, n)
         pc = s.pc
         s.exit.pc = pc
         # ---- enter the page holding pc ----
@@ -1395,12 +1418,13 @@ cdef int run_loop(HartState* s) noexcept nogil:
             continue
         vbase = pc & ~<uint64_t>PAGE_MASK
         d = page + ((pc & PAGE_MASK) >> 1)
-        left = n
+        cnt = 0                               # instructions retired on this page
+        soft = n - NEAR_STOP                  # past this, a landing jump hands back
         generic = 0
         reason = 0
         pc_set = 0
         # ---- run pre-decoded instructions until we leave the page ----
-        while left:
+        while True:
             op = d.op
             if op == OP_ADDI:
                 x[d.rd] = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1532,10 +1556,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 else:
                     memcpy(p, &v, 2)
             elif op == OP_BEQ:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] == x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1543,10 +1569,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 2
                 continue
             elif op == OP_BNE:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] != x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1554,10 +1582,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 2
                 continue
             elif op == OP_BLT:
-                left -= 1
+                cnt += 1
                 if <int64_t>x[d.rs1] < <int64_t>x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1565,10 +1595,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 2
                 continue
             elif op == OP_BGE:
-                left -= 1
+                cnt += 1
                 if <int64_t>x[d.rs1] >= <int64_t>x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1576,10 +1608,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 2
                 continue
             elif op == OP_BLTU:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] < x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1587,10 +1621,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 2
                 continue
             elif op == OP_BGEU:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] >= x[d.rs2]:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1600,9 +1636,11 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_JAL:
                 t = vbase + (<uint64_t>(d - page) << 1)
                 x[d.rd] = t + 4
-                left -= 1
+                cnt += 1
                 if d.jump != JUMP_OUT:
                     d += d.jump
+                    if cnt > soft:
+                        break
                     continue
                 pc = t + <uint64_t><int64_t>d.imm
                 pc_set = 1
@@ -1610,9 +1648,11 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_JALR:
                 t = (x[d.rs1] + <uint64_t><int64_t>d.imm) & ~<uint64_t>1
                 x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 4
-                left -= 1
+                cnt += 1
                 if (t & ~<uint64_t>PAGE_MASK) == vbase:
                     d = page + ((t & PAGE_MASK) >> 1)
+                    if cnt > soft:
+                        break
                     continue
                 pc = t
                 pc_set = 1
@@ -1704,72 +1744,72 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_ADDI:
                 x[d.rd] = x[d.rs1] + <uint64_t><int64_t>d.imm
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_ADDIW:
                 x[d.rd] = <uint64_t>sx32(x[d.rs1] + <uint64_t><int64_t>d.imm)
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_ADD:
                 x[d.rd] = x[d.rs1] + x[d.rs2]
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SUB:
                 x[d.rd] = x[d.rs1] - x[d.rs2]
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_ADDW:
                 x[d.rd] = <uint64_t>sx32(x[d.rs1] + x[d.rs2])
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SUBW:
                 x[d.rd] = <uint64_t>sx32(x[d.rs1] - x[d.rs2])
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_AND:
                 x[d.rd] = x[d.rs1] & x[d.rs2]
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_OR:
                 x[d.rd] = x[d.rs1] | x[d.rs2]
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_XOR:
                 x[d.rd] = x[d.rs1] ^ x[d.rs2]
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_ANDI:
                 x[d.rd] = x[d.rs1] & <uint64_t><int64_t>d.imm
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SLLI:
                 x[d.rd] = x[d.rs1] << d.imm
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SRLI:
                 x[d.rd] = x[d.rs1] >> d.imm
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SRAI:
                 x[d.rd] = <uint64_t>(<int64_t>x[d.rs1] >> d.imm)
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_LUI:
                 x[d.rd] = <uint64_t><int64_t>d.imm
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_LW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1783,7 +1823,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                     memcpy(&v, p, 4)
                 x[d.rd] = <uint64_t>sx32(v)
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_LD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1797,7 +1837,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                     memcpy(&v, p, 8)
                 x[d.rd] = v
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1811,7 +1851,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 else:
                     memcpy(p, &v, 4)
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_SD:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1825,13 +1865,15 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 else:
                     memcpy(p, &v, 8)
                 d += 1
-                left -= 1
+                cnt += 1
                 continue
             elif op == OP_C_BEQ:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] == 0:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1839,10 +1881,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 d += 1
                 continue
             elif op == OP_C_BNE:
-                left -= 1
+                cnt += 1
                 if x[d.rs1] != 0:
                     if d.jump != JUMP_OUT:
                         d += d.jump
+                        if cnt > soft:
+                            break
                         continue
                     pc = vbase + (<uint64_t>(d - page) << 1) + <uint64_t><int64_t>d.imm
                     pc_set = 1
@@ -1852,9 +1896,11 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_JAL:
                 t = vbase + (<uint64_t>(d - page) << 1)
                 x[d.rd] = t + 2
-                left -= 1
+                cnt += 1
                 if d.jump != JUMP_OUT:
                     d += d.jump
+                    if cnt > soft:
+                        break
                     continue
                 pc = t + <uint64_t><int64_t>d.imm
                 pc_set = 1
@@ -1862,9 +1908,11 @@ cdef int run_loop(HartState* s) noexcept nogil:
             elif op == OP_C_JALR:
                 t = (x[d.rs1] + <uint64_t><int64_t>d.imm) & ~<uint64_t>1
                 x[d.rd] = vbase + (<uint64_t>(d - page) << 1) + 2
-                left -= 1
+                cnt += 1
                 if (t & ~<uint64_t>PAGE_MASK) == vbase:
                     d = page + ((t & PAGE_MASK) >> 1)
+                    if cnt > soft:
+                        break
                     continue
                 pc = t
                 pc_set = 1
@@ -1875,7 +1923,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                 if not ((s.counters_native >> d.imm) & 1):
                     generic = 1
                     break
-                t = s.instret + (n - left)
+                t = s.instret + cnt
                 if d.imm == 0:
                     v = t + s.cycle_offset
                 elif d.imm == 1:
@@ -1912,12 +1960,12 @@ cdef int run_loop(HartState* s) noexcept nogil:
             else:
                 hv_unreachable()                # every op has an arm: no range check
             d += 2                              # every 16-bit operation has its own arm
-            left -= 1
+            cnt += 1
         # ---- left the page: an exit, a generic instruction, the budget, a jump ----
         x[0] = 0
         if not pc_set:
             pc = vbase + (<uint64_t>(d - page) << 1)
-        s.instret += n - left
+        s.instret += cnt
         s.pc = pc
         if reason:
             # a load/store slow path exited (MMIO or exception): complete the record
@@ -2034,6 +2082,8 @@ cdef class VCpu:
         self.s.priv = 3
         self.s.ls_priv = 3
         self.s.code = memory.code
+        self.s.code_gen = &memory.code_gen
+        self.s.code_gen_seen = memory.code_gen
         self.s.fast = 1
         self.s.insns_per_tick = 10
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))

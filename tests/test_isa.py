@@ -2,7 +2,9 @@
 
 Expected values are worked out by hand from the unprivileged spec (RV64IMAC) and
 written as literals.  Programs are encoded by tests/corekit.py, whose encoders
-are themselves checked against GNU as at the top of this file.
+are themselves checked against GNU as at the top of this file.  Every test runs
+on both engines of the core: the pre-decoded fast path and the reference
+interpreter (the `engine` fixture).
 """
 
 import pytest
@@ -17,6 +19,7 @@ from corekit import (
     DATA,
     EBREAK,
     ECALL,
+    ENGINES,
     FENCE,
     FENCE_I,
     FENCE_TSO,
@@ -29,6 +32,7 @@ from corekit import (
     S0,
     S1,
     SP,
+    T0,
     ZERO,
     add,
     addi,
@@ -103,6 +107,7 @@ from corekit import (
     mulhsu,
     mulhu,
     mulw,
+    new_vcpu,
     nop,
     or_,
     ori,
@@ -140,6 +145,7 @@ from corekit import (
     subw,
     sw,
     u64,
+    using_engine,
     xor,
     xori,
 )
@@ -148,6 +154,13 @@ from hvemu._core import BUDGET, EXCEPTION, MMIO, SYSTEM
 ILLEGAL, FETCH_ACCESS, LOAD_MISALIGNED, LOAD_ACCESS = 2, 1, 4, 5
 STORE_MISALIGNED, STORE_ACCESS = 6, 7
 INT64_MAX = (1 << 63) - 1
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request):
+    """Run the test on the pre-decoded fast path and on the reference interpreter."""
+    with using_engine(request.param):
+        yield request.param
 
 
 def result(code, regs=None, mem=None, rd=A0):
@@ -1156,3 +1169,155 @@ def test_exit_before_the_budget_counts_only_retired_instructions():
     vcpu.stop_at = 100
     assert vcpu.run() == SYSTEM
     assert vcpu.instret == 2
+
+
+def test_budget_stops_exactly_in_straight_line_code_across_pages():
+    vcpu = make_vcpu([addi(A0, A0, 1)] * 2048)          # two pages of code
+    vcpu.stop_at = 1024 + 3
+    assert vcpu.run() == BUDGET
+    assert vcpu.get_x(A0) == 1027 and vcpu.pc == CODE + 4 * 1027
+
+
+# ---------------------------------------------------------------------------
+# Code that changes: stores into code (the fast path caches decoded instructions)
+# ---------------------------------------------------------------------------
+
+def rewrite_loop(store):
+    """A loop that runs the instruction at CODE once, then `store`s a2 over it (a1 = CODE)
+    and runs it again; a0 holds what the instruction at CODE did the second time."""
+    return [
+        addi(A0, ZERO, 1),          # 0: rewritten to a2's instruction
+        bne(T0, ZERO, 16),          # 4: second pass -> 20
+        addi(T0, ZERO, 1),          # 8
+        store,                      # 12: overwrite the instruction at 0
+        jal(ZERO, -16),             # 16: -> 0
+    ]                               # 20: ecall
+
+
+@pytest.mark.parametrize("store", [sw(A2, A1, 0), sd(A2, A1, 0), c_sw(A2, A1, 0),
+                                   amo("amoswap", "w", ZERO, A2, A1)],
+                         ids=["sw", "sd", "c.sw", "amoswap.w"])
+def test_store_over_an_executed_instruction_takes_effect_without_fence_i(store):
+    new = addi(A0, ZERO, 2)
+    code = rewrite_loop(store)
+    if insn_len(store) == 2:        # keep the offsets: pad c.sw to 4 bytes
+        code[3:4] = [store, c_nop()]
+    vcpu = run_code(code, {A1: CODE, A2: new | (code[1] << 32)})   # sd keeps the bne
+    assert vcpu.get_x(A0) == 2
+
+
+def test_32_bit_instruction_rewritten_as_two_compressed_ones():
+    new = c_li(A0, 5) | (c_addi(A0, 1) << 16)
+    vcpu = run_code(rewrite_loop(sw(A2, A1, 0)), {A1: CODE, A2: new})
+    assert vcpu.get_x(A0) == 6
+
+
+def test_store_into_code_on_another_page_already_run():
+    func = RAM_BASE + 0x3000                  # a function: a0 = 1; ret
+    code = [jalr(RA, A3, 0), addi(A4, A0, 0), sw(A2, A3, 0), jalr(RA, A3, 0)]
+    vcpu = make_vcpu(code + [ECALL], {A2: addi(A0, ZERO, 2), A3: func},
+                     {func: code_bytes([addi(A0, ZERO, 1), jalr(ZERO, RA, 0)])})
+    run_to_ecall(vcpu)
+    assert (vcpu.get_x(A4), vcpu.get_x(A0)) == (1, 2)
+
+
+def test_misaligned_store_across_pages_into_code():
+    func = RAM_BASE + 0x3000                  # a0 = 1 at the very start of a page
+    code = [jalr(RA, A3, 0), addi(A4, A0, 0), sd(A2, A3, -4), jalr(RA, A3, 0)]
+    vcpu = make_vcpu(code + [ECALL], {A2: addi(A0, ZERO, 2) << 32, A3: func},
+                     {func: code_bytes([addi(A0, ZERO, 1), jalr(ZERO, RA, 0)])})
+    run_to_ecall(vcpu)
+    assert (vcpu.get_x(A4), vcpu.get_x(A0)) == (1, 2)
+
+
+def test_memory_write_from_the_hypervisor_replaces_executed_code():
+    vcpu = make_vcpu([addi(A0, ZERO, 1), ECALL])
+    run_to_ecall(vcpu)
+    vcpu.memory.write(CODE, code_bytes([addi(A0, ZERO, 2)]))
+    vcpu.pc = CODE
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A0) == 2
+
+
+def test_jump_into_the_middle_of_an_executed_32_bit_instruction():
+    # lui a1, 0x45150 is 0x451505b7; its upper half 0x4515 is c.li a0, 5
+    word = lui(A1, 0x45150)
+    assert word >> 16 == c_li(A0, 5)
+    vcpu = make_vcpu([word, ECALL])
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A1) == 0x4515_0000 and vcpu.get_x(A0) == 0
+    vcpu.pc = CODE + 2
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A0) == 5
+
+
+@pytest.mark.parametrize("engine", ["fast"])
+def test_code_stored_by_one_vcpu_is_seen_by_another_sharing_memory(engine):
+    memory = make_vcpu().memory
+    target, writer_code = RAM_BASE + 0x5000, RAM_BASE + 0x1000
+    memory.write(writer_code, code_bytes([sw(A2, A1, 0), ECALL, sw(A3, A1, 0), ECALL]))
+    memory.write(target, code_bytes([addi(A0, ZERO, 1), ECALL]))
+    with using_engine("fast"):
+        runner, writer = new_vcpu(memory), new_vcpu(memory)
+    for r, v in {A1: target, A2: addi(A0, ZERO, 1), A3: addi(A0, ZERO, 2)}.items():
+        writer.set_x(r, v)
+    writer.pc = writer_code
+    run_to_ecall(writer)                # the writer stores to target's page (not code yet)
+    runner.pc = target
+    run_to_ecall(runner)                # the runner executes it: a0 = 1
+    assert runner.get_x(A0) == 1
+    writer.complete()
+    run_to_ecall(writer)                # the writer replaces the instruction
+    assert memory.read(target, 4) == code_bytes([addi(A0, ZERO, 2)])
+    runner.pc = target
+    run_to_ecall(runner)
+    assert runner.get_x(A0) == 2
+
+
+# ---------------------------------------------------------------------------
+# Trapped RAM pages (HTIF's): loads and stores exit as MMIO, fetches do not
+# ---------------------------------------------------------------------------
+
+def test_trapped_ram_page_exits_mmio_for_loads_and_stores():
+    vcpu = make_vcpu([ld(A0, A1, 8), sd(A2, A1, 16), ECALL], {A1: DATA, A2: 7},
+                     {DATA + 8: 0x1234})
+    vcpu.trap_page(DATA, 0x1000)
+    assert run(vcpu) == MMIO and vcpu.exit_addr == DATA + 8 and not vcpu.exit_is_write
+    vcpu.complete_load(0x99)
+    assert run(vcpu) == MMIO and vcpu.exit_addr == DATA + 16 and vcpu.exit_is_write
+    assert vcpu.exit_value == 7
+    vcpu.complete()
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A0) == 0x99 and read_u64(vcpu, DATA + 16) == 0
+
+
+def test_code_in_a_trapped_page_still_runs():
+    vcpu = make_vcpu([addi(A0, ZERO, 3), ECALL])
+    vcpu.trap_page(CODE, 0x1000)
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A0) == 3
+
+
+# ---------------------------------------------------------------------------
+# The fast path's decoded-instruction cache
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["fast"])
+def test_a_loop_is_decoded_once_however_often_it_runs(engine):
+    def decodes(iterations):
+        with using_engine("fast"):
+            vcpu = run_code([addi(A0, ZERO, iterations), addi(A1, A1, 1), addi(A0, A0, -1),
+                             bne(A0, ZERO, -8)])
+        assert vcpu.get_x(A1) == iterations
+        return vcpu.shadow_stats["decodes"]
+    assert decodes(1000) == decodes(10) > 0
+
+
+def test_budget_is_exact_through_instructions_the_fast_path_hands_over():
+    # amoadd (handed to the reference interpreter), then addi, then back: 3 per round
+    vcpu = make_vcpu([amo("amoadd", "d", ZERO, A2, A1), addi(A0, A0, 1), jal(ZERO, -8)],
+                     {A1: DATA, A2: 1})
+    for total, rounds in ((1, 1), (2, 1), (3, 1), (301, 101)):
+        vcpu.stop_at = total
+        assert vcpu.run() == BUDGET and vcpu.instret == total
+        assert read_u64(vcpu, DATA) == rounds

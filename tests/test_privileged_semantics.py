@@ -7,12 +7,14 @@ QEMU (same rules; missing QEMU skips, or fails when CI is set):
 * A PTE rewritten without sfence.vma: the next access may use the old or the new
   translation.  After `sfence.vma` (all addresses, or just that one) it must use
   the new one; a PTE made invalid must then fault (load page fault, 13).  The
-  same for a remapped code page: the old or the new code before the fence, the
-  new code after it.
+  same for a 2 MiB megapage fenced by an address in its middle, and for a
+  remapped code page: the old or the new code before the fence, the new code
+  after it.
 * In U-mode every privileged instruction (M- and S-CSR reads and writes, mret,
   sret, wfi, sfence.vma, writes to the read-only counters, a counter read that
   mcounteren forbids) raises an illegal-instruction exception (mcause 2) taken
-  in M, with mepc at the instruction and mtval = the instruction's bits.
+  in M, with mepc at the instruction and mtval = the instruction's bits.  A
+  counter read needs mcounteren in S, and mcounteren and scounteren in U.
 
 Also: the committed firmware/compare/*.elf are exactly what
 `make -C firmware/compare OUT=<dir>` builds, byte for byte (needs make and
@@ -90,6 +92,15 @@ def check_unmap(d: dict[str, int], name: str) -> None:
     assert d[f"{name}.stval"] == TEST_VA
 
 
+def check_illegal(d: dict[str, int], name: str, encoding: int, mpp: int) -> None:
+    assert d[f"{name}.insn"] == encoding, "the guest was built from other code"
+    assert d[f"{name}.mcause"] == 2, f"{name}: mcause {d[f'{name}.mcause']:#x}, not 2"
+    assert d[f"{name}.mepc_is_insn"] == 1, f"{name}: mepc is not the instruction"
+    assert d[f"{name}.mtval"] == encoding, (
+        f"{name}: mtval {d[f'{name}.mtval']:#x}, not the instruction bits {encoding:#x}")
+    assert d[f"{name}.mpp"] == mpp, f"{name}: mstatus.MPP is {d[f'{name}.mpp']}, not {mpp}"
+
+
 @pytest.mark.parametrize("emulator", EMULATORS)
 def test_a_pte_edit_takes_effect_after_sfence_vma(emulator):
     d = ptesfence(emulator)
@@ -98,6 +109,7 @@ def test_a_pte_edit_takes_effect_after_sfence_vma(emulator):
     check_remap(d, "remap_fence_va")
     check_unmap(d, "unmap_fence_all")
     check_unmap(d, "unmap_fence_va")
+    check_remap(d, "remap_mega_fence_va")          # a megapage, fenced mid-page
 
 
 @pytest.mark.parametrize("emulator", EMULATORS)
@@ -109,20 +121,17 @@ def test_a_remapped_code_page_runs_the_new_code_after_sfence_vma(emulator):
 @pytest.mark.parametrize("emulator", EMULATORS)
 @pytest.mark.parametrize("name", sorted(U_PRIVILEGED))
 def test_privileged_instruction_in_u_mode_is_illegal(emulator, name):
-    d = ptesfence(emulator)
-    encoding = U_PRIVILEGED[name]
-    assert d[f"{name}.insn"] == encoding, "the guest was built from other code"
-    assert d[f"{name}.mcause"] == 2, f"{name}: mcause {d[f'{name}.mcause']:#x}, not 2"
-    assert d[f"{name}.mepc_is_insn"] == 1, f"{name}: mepc is not the instruction"
-    assert d[f"{name}.mtval"] == encoding, (
-        f"{name}: mtval {d[f'{name}.mtval']:#x}, not the instruction bits {encoding:#x}")
-    assert d[f"{name}.mpp"] == 0, f"{name}: mstatus.MPP is not U"
+    check_illegal(ptesfence(emulator), name, U_PRIVILEGED[name], mpp=0)
 
 
 @pytest.mark.parametrize("emulator", EMULATORS)
-def test_a_counter_read_is_allowed_in_u_once_counteren_allows_it(emulator):
+def test_counter_reads_below_m_follow_mcounteren_and_scounteren(emulator):
     d = ptesfence(emulator)
-    assert d["u_rdcycle_enabled.mcause"] == 8     # it ran on to its ecall
+    rdcycle = U_PRIVILEGED["u_rdcycle"]
+    check_illegal(d, "s_rdcycle_mcounteren0", rdcycle, mpp=1)   # S: mcounteren.CY = 0
+    check_illegal(d, "u_rdcycle_scounteren0", rdcycle, mpp=0)   # U: only mcounteren.CY
+    assert d["s_rdcycle_enabled.mcause"] == 9     # ran on to its ecall
+    assert d["u_rdcycle_enabled.mcause"] == 8
 
 
 # ---- the committed images are reproducible ----

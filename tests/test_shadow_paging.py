@@ -24,16 +24,24 @@ from corekit import (
     A1,
     A2,
     A3,
+    A4,
     ECALL,
+    ENGINES,
+    RA,
     RAM_BASE,
+    ZERO,
+    addi,
+    c_nop,
     code_bytes,
     describe_exit,
     jalr,
     lb,
     ld,
+    new_vcpu,
     sd,
     sw,
     u64,
+    using_engine,
 )
 from hvemu._core import EXCEPTION, LOAD, MMIO, STORE, SYSTEM, GuestMemory, VCpu
 
@@ -52,6 +60,13 @@ CODE_VA = 0x4000_0000
 MEGA_VA = 0x4020_0000
 GIGA_VA = 0xC000_0000                    # -> RAM_BASE
 HIGH_GIGA_VA = 0xFFFF_FFFF_C000_0000      # VPN[2] = 511, canonical (negative)
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request):
+    """Run the test on the pre-decoded fast path and on the reference interpreter."""
+    with using_engine(request.param):
+        yield request.param
 
 
 def FRAME(i: int) -> int:           # noqa: N802 - reads like a constant
@@ -117,7 +132,7 @@ class Guest:
         self.memory.write(CODE_PA, code_bytes([*code, ECALL]))
         self.pt = PageTables(self.memory, levels=3 if mode == SV39 else 4)
         self.pt.map(CODE_VA, CODE_PA, code_flags)
-        self.vcpu = VCpu(self.memory)
+        self.vcpu = new_vcpu(self.memory)
         self.priv, self.mode = priv, mode
         self.set_mode(sum=sum, mxr=mxr)
         for r, v in (regs or {}).items():
@@ -262,6 +277,16 @@ def test_code_runs_across_virtually_contiguous_physically_distant_pages():
     g.write_u64(FRAME(3), 0x77)
     g.run_to_ecall(pc=PAGE(5) + 0xFFE)
     assert g.vcpu.get_x(A0) == 0x77
+
+
+def test_instruction_straddling_into_an_unmapped_page_faults_at_the_second_page():
+    g = Guest()
+    g.memory.write(FRAME(9) + 0xFFC, code_bytes([c_nop(), ld(A0, A1, 0)])[:4])
+    g.pt.map(PAGE(5), FRAME(9), RX)          # PAGE(6) is not mapped
+    g.vcpu.pc = PAGE(5) + 0xFFC
+    assert g.resume() == EXCEPTION
+    assert (g.vcpu.exit_cause, g.vcpu.exit_tval) == (FETCH_PAGE, PAGE(6))
+    assert g.vcpu.exit_pc == PAGE(5) + 0xFFE and g.vcpu.instret == 1
 
 
 def test_misaligned_load_across_pages_reads_both_frames():
@@ -688,6 +713,28 @@ def test_new_root_in_set_mode_switches_address_space_at_once():
     g.set_mode(root=first_root)
     g.run_to_ecall()
     assert g.vcpu.get_x(A0) == 1
+
+
+def test_code_page_remapped_and_flushed_runs_the_new_frame():
+    g = Guest([addi(A0, ZERO, 1)])
+    g.memory.write(FRAME(5), code_bytes([addi(A0, ZERO, 2), ECALL]))
+    g.run_to_ecall()
+    assert g.vcpu.get_x(A0) == 1
+    g.pt.map(CODE_VA, FRAME(5), RX)
+    g.vcpu.flush_tlb(CODE_VA)
+    g.run_to_ecall()
+    assert g.vcpu.get_x(A0) == 2
+
+
+def test_code_rewritten_through_a_writable_alias_runs_the_new_instruction():
+    # PAGE(1) (RX) and PAGE(2) (RW) are the same frame, as a JIT maps its code.
+    g = Guest([jalr(RA, A1, 0), addi(A4, A0, 0), sw(A2, A3, 0), jalr(RA, A1, 0)],
+              {A1: PAGE(1), A3: PAGE(2), A2: addi(A0, ZERO, 2)})
+    g.memory.write(FRAME(1), code_bytes([addi(A0, ZERO, 1), jalr(0, RA, 0)]))
+    g.pt.map(PAGE(1), FRAME(1), RX)
+    g.pt.map(PAGE(2), FRAME(1), RW)
+    g.run_to_ecall()
+    assert (g.vcpu.get_x(A4), g.vcpu.get_x(A0)) == (1, 2)
 
 
 # ---------------------------------------------------------------------------

@@ -295,5 +295,3 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.005) -> bool:
         time.sleep(interval)
     return bool(predicate())
 
-
-__all__ = ["IrqLine", "VirtioDriver", "Guest", "Enc", "wait_for", "SECTOR"]

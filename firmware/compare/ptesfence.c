@@ -6,13 +6,15 @@
  * both), runs sfence.vma (all, or just that address) and loads again: now
  * the new translation is required.  The invalidation variant makes the PTE
  * not valid: the unfenced load may still hit or may fault; after the fence
- * it must fault.  The same for instruction fetches: a remapped code page
- * must run the new code after sfence.vma.
+ * it must fault.  The same for instruction fetches (a remapped code page
+ * must run the new code after sfence.vma) and for a 2 MiB megapage fenced by
+ * an address in its middle.
  *
  * Part 2 (bare, U-mode, nothing delegated): each privileged instruction traps
  * to M with an illegal-instruction exception (mcause 2) and mtval = the
  * instruction bits; the instruction word read back from memory is printed
- * next to it as name.insn. */
+ * next to it as name.insn.  Then rdcycle against mcounteren/scounteren, in S
+ * and U.  (The u_* snippets are plain code: S runs them too.) */
 #include "cmp.h"
 
 #define PTE_V   (1UL << 0)
@@ -26,6 +28,10 @@
 #define VA_TEST         0xc0000000UL
 #define OLD_VALUE       0x01d01d01d01d01d0UL
 #define NEW_VALUE       0x0e70e70e70e70e70UL
+#define VA_MEGA         0xc0200000UL    /* l1[1] */
+#define PA_MEGA_OLD     0x80400000UL    /* 2 MiB aligned, above the image */
+#define PA_MEGA_NEW     0x80600000UL
+#define MEGA_OFFSET     0x123458UL
 #define CODE_OFFSET     0x800           /* in both pages: addi a0, zero, N; c.jr ra */
 #define OLD_CODE        0x0001808200100513UL    /* N = 1 (then c.nop) */
 #define NEW_CODE        0x0001808200200513UL    /* N = 2 */
@@ -158,6 +164,9 @@ static void tables(void)
     page_new[CODE_OFFSET / 8] = NEW_CODE;
     fence_i();
     l0[0] = PTE(page_old, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D);
+    l1[1] = PTE(PA_MEGA_OLD, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
+    *(volatile u64 *)(PA_MEGA_OLD + MEGA_OFFSET) = OLD_VALUE;
+    *(volatile u64 *)(PA_MEGA_NEW + MEGA_OFFSET) = NEW_VALUE;
     sfence_vma();
 }
 
@@ -170,12 +179,12 @@ static u64 faulting_load(char *l1p, char *l2p, char *l3p)
     return epc == (u64)l1p ? 1 : epc == (u64)l2p ? 2 : epc == (u64)l3p ? 3 : 0xff;
 }
 
-static void edit(const char *name, void *fn, u64 va, u64 new_pte,
+static void edit(const char *name, void *fn, u64 va, u64 *pte, u64 new_pte,
                  char *l1p, char *l2p, char *l3p)
 {
     tables();
     job.va = va;
-    job.pte_addr = (u64)&l0[0];
+    job.pte_addr = (u64)pte;
     job.new_pte = new_pte;
     job.before = job.nofence = job.fenced = job.stage = 0;
     run(fn, (u64)&job, 0, PRV_S, 0, 0);
@@ -191,12 +200,12 @@ static void edit(const char *name, void *fn, u64 va, u64 new_pte,
         putp(name, "scause", sarea.rec[0].cause);
         putp(name, "stval", sarea.rec[0].tval);
     }
-    putp(name, "pte", l0[0]);
+    putp(name, "pte", *pte);
 }
 
-static void u_priv(const char *name, char *insn)
+static void priv_insn(const char *name, char *insn, int mode)
 {
-    run(insn, 0x40, 0, PRV_U, 0, 0);
+    run(insn, 0x40, 0, mode, 0, 0);
     putp(name, "mcause", mrec.cause);
     putp(name, "mepc_is_insn", mrec.epc == (u64)insn);
     putp(name, "mtval", mrec.tval);
@@ -219,35 +228,46 @@ int main(void)
     csr_write(satp, (8UL << 60) | ((u64)root >> 12));
     sfence_vma();
     u64 va = VA_TEST + 0x40;
-    edit("remap_fence_all", s_edit_fence_all, va, pte_new, s_load1_all, s_load2_all,
-         s_load3_all);
-    edit("remap_fence_va", s_edit_fence_va, va, pte_new, s_load1_va, s_load2_va, s_load3_va);
-    edit("unmap_fence_all", s_edit_fence_all, va, pte_gone, s_load1_all, s_load2_all,
-         s_load3_all);
-    edit("unmap_fence_va", s_edit_fence_va, va, pte_gone, s_load1_va, s_load2_va, s_load3_va);
-    edit("remap_fetch", s_edit_fetch, VA_TEST + CODE_OFFSET, pte_new, 0, 0, 0);
+    u64 *pte = &l0[0];
+    edit("remap_fence_all", s_edit_fence_all, va, pte, pte_new,
+         s_load1_all, s_load2_all, s_load3_all);
+    edit("remap_fence_va", s_edit_fence_va, va, pte, pte_new,
+         s_load1_va, s_load2_va, s_load3_va);
+    edit("unmap_fence_all", s_edit_fence_all, va, pte, pte_gone,
+         s_load1_all, s_load2_all, s_load3_all);
+    edit("unmap_fence_va", s_edit_fence_va, va, pte, pte_gone,
+         s_load1_va, s_load2_va, s_load3_va);
+    edit("remap_fetch", s_edit_fetch, VA_TEST + CODE_OFFSET, pte, pte_new, 0, 0, 0);
+    /* a 2 MiB megapage, fenced by an address in its middle */
+    edit("remap_mega_fence_va", s_edit_fence_va, VA_MEGA + MEGA_OFFSET, &l1[1],
+         PTE(PA_MEGA_NEW, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D),
+         s_load1_va, s_load2_va, s_load3_va);
     csr_write(satp, 0);
     sfence_vma();
 
     csr_write(medeleg, 0);
     csr_write(mcounteren, 0);
     csr_write(scounteren, 0);
-    u_priv("u_csrr_mstatus", u_csrr_mstatus);
-    u_priv("u_csrr_mscratch", u_csrr_mscratch);
-    u_priv("u_csrr_sstatus", u_csrr_sstatus);
-    u_priv("u_csrr_satp", u_csrr_satp);
-    u_priv("u_csrw_sscratch", u_csrw_sscratch);
-    u_priv("u_mret", u_mret);
-    u_priv("u_sret", u_sret);
-    u_priv("u_wfi", u_wfi);
-    u_priv("u_sfence_vma", u_sfence_vma);
-    u_priv("u_sfence_vma_a0", u_sfence_vma_a0);
-    u_priv("u_csrw_cycle", u_csrw_cycle);
-    u_priv("u_csrw_instret", u_csrw_instret);
-    u_priv("u_csrs_time", u_csrs_time);
-    u_priv("u_rdcycle", u_rdcycle);
-    /* cycle readable from U once both counter-enable registers allow it */
+    priv_insn("u_csrr_mstatus", u_csrr_mstatus, PRV_U);
+    priv_insn("u_csrr_mscratch", u_csrr_mscratch, PRV_U);
+    priv_insn("u_csrr_sstatus", u_csrr_sstatus, PRV_U);
+    priv_insn("u_csrr_satp", u_csrr_satp, PRV_U);
+    priv_insn("u_csrw_sscratch", u_csrw_sscratch, PRV_U);
+    priv_insn("u_mret", u_mret, PRV_U);
+    priv_insn("u_sret", u_sret, PRV_U);
+    priv_insn("u_wfi", u_wfi, PRV_U);
+    priv_insn("u_sfence_vma", u_sfence_vma, PRV_U);
+    priv_insn("u_sfence_vma_a0", u_sfence_vma_a0, PRV_U);
+    priv_insn("u_csrw_cycle", u_csrw_cycle, PRV_U);
+    priv_insn("u_csrw_instret", u_csrw_instret, PRV_U);
+    priv_insn("u_csrs_time", u_csrs_time, PRV_U);
+    priv_insn("u_rdcycle", u_rdcycle, PRV_U);
+    /* S needs mcounteren.CY, U needs mcounteren.CY and scounteren.CY */
+    priv_insn("s_rdcycle_mcounteren0", u_rdcycle, PRV_S);
     csr_write(mcounteren, 1);
+    priv_insn("u_rdcycle_scounteren0", u_rdcycle, PRV_U);
+    run(u_rdcycle, 0, 0, PRV_S, 0, 0);
+    put("s_rdcycle_enabled.mcause", mrec.cause);
     csr_write(scounteren, 1);
     run(u_rdcycle, 0, 0, PRV_U, 0, 0);
     put("u_rdcycle_enabled.mcause", mrec.cause);

@@ -65,6 +65,9 @@ __asm__(
     "               ecall\n"
     "s_mret:        mret\n"
     "               ecall\n"
+    "s_enable_sie:  csrsi sstatus, 2\n"     /* a pending delegated SSI is taken */
+    "s_after_sie:   nop\n"
+    "               ecall\n"
     "s_ssip_sret:   csrsi sip, 2\n"        /* SIE = 0: stays pending */
     "               la t0, u_nop_ecall\n"
     "               csrw sepc, t0\n"
@@ -91,7 +94,7 @@ __asm__(
 extern char m_ecall[], m_ebreak[], m_cebreak[], m_illegal32[], m_illegal16[],
     m_csrw_ro[], m_sret[], m_load[], m_store[], m_jump[], m_enable_mie[], m_after_mie[],
     s_ecall[], s_nop_ecall[], s_illegal_ecall[], s_ecall_illegal[], s_ssip[],
-    s_after_ssip[], s_csrr_mstatus[], s_sret[], s_csrr_satp[], s_sfence[], s_mret[], s_ssip_sret[],
+    s_after_ssip[], s_csrr_mstatus[], s_sret[], s_csrr_satp[], s_sfence[], s_mret[], s_enable_sie[], s_after_sie[], s_ssip_sret[],
     s_to_u[], u_part[], u_illegal[], u_ecall[], u_nop_ecall[];
 
 #define MIP_SSIP        (1UL << 1)
@@ -214,6 +217,13 @@ static void interrupts(void)
     csr_write(mip, MIP_SSIP);
     run(u_nop_ecall, 0, 0, PRV_U, 0, 0);
     dump("u_ssi_delegated", 0);
+
+    /* SSI delegated and pending, S sets sstatus.SIE: taken right after */
+    csr_write(mip, MIP_SSIP);
+    run(s_enable_sie, 0, 0, PRV_S, 0, 0);
+    dump("s_enable_sie", 0);
+    put("s_enable_sie.epc_is_next",
+        sarea.n == 1 && sarea.rec[0].epc == (u64)s_after_sie);
 
     /* SSI delegated, raised in S with SIE = 0, taken right after sret to U */
     run(s_ssip_sret, 0, 0, PRV_S, 0, 0);
