@@ -25,7 +25,7 @@ extensions = [
 setup(
     packages=["hvemu", "hvemu.hypervisor", "hvemu.devices", "hvemu.boot", "hvemu.firmware"],
     package_dir={"hvemu.firmware": "firmware"},
-    package_data={"hvemu": ["*.pxd", "*.pyx"], "hvemu.firmware": ["*.elf", "README.md"]},
+    package_data={"hvemu": ["*.pxd", "*.pyx"], "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": 3},

@@ -15,6 +15,24 @@ IMAGES = {
     "sfence": "S-mode Sv39: 200,000 PTE remaps, each with sfence.vma and a checked read, to time sfence.vma exits",
     "faults": "S-mode Sv39: 100,000 store page faults mapped by an stvec handler, to time page-fault round trips",
     "mmioloop": "1,000,000 reads of the UART line status register to time MMIO exits",
+    "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging); "
+              "boot with --kernel kernel",
+    "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "
+                   "(needs --disk FILE)",
+    "disk-two": "virtio-blk: two disks, each keeps its own data (needs two --disk)",
+    "disk-flush": "virtio-blk: writes 64 KiB, flushes, prints 'flush: done' and spins "
+                  "(needs --disk FILE)",
+    "disk-bench": "virtio-blk: sequential 4 KiB and 64 KiB writes and reads of 8 MiB "
+                  "(needs --disk FILE of 16M)",
+}
+
+# images that do not live at <name>.elf
+FILES = {
+    "kernel": "kernel/kernel.elf",
+    "disk-reboot": "disk/reboot.elf",
+    "disk-two": "disk/twodisks.elf",
+    "disk-flush": "disk/flush.elf",
+    "disk-bench": "disk/diskbench.elf",
 }
 
 
@@ -22,4 +40,5 @@ def path(name):
     """Absolute path of the prebuilt image *name* (a key of IMAGES)."""
     if name not in IMAGES:
         raise KeyError(name)
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".elf")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        FILES.get(name, name + ".elf"))

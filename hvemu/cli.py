@@ -167,8 +167,10 @@ def disk_info_command(path) -> None:
 def list_images() -> None:
     """List the bundled guest images."""
     from . import images
-    for name, desc in images.bundled().items():
-        click.echo(f"{name:<10} {desc}")
+    listed = images.bundled()
+    width = max(map(len, listed))
+    for name, desc in listed.items():
+        click.echo(f"{name:<{width}}  {desc}")
 
 
 @cli.command("bench")

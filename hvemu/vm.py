@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _core
-from .board import BOOT_ROM, VIRTIO_BASE, Board
+from .board import BOOT_ROM, VIRTIO_BASE, VIRTIO_SLOTS, Board
 from .boot.devicetree import build_device_tree
 from .boot.loader import LoadedImage, load_image
 from .boot.rom import boot_rom
@@ -21,7 +21,7 @@ from .devices.htif import Htif
 from .devices.plic import Plic
 from .devices.uart import Uart16550
 from .devices.virtio_blk import DiskImage, VirtioBlk
-from .devices.virtio_mmio import VirtioMmio
+from .devices.virtio_mmio import EmptyVirtioSlot, VirtioMmio
 from .disks import DiskSpec, check_disks
 from .errors import HvemuError
 from .hypervisor.clock import VirtualClock
@@ -133,6 +133,8 @@ class VM:
             self.disks.append(disk)
             self.virtio.append(dev)
             b.virtio_slots_used.append(base)
+        for slot in range(len(specs), VIRTIO_SLOTS):         # the rest answer "no device"
+            self.bus.map(VIRTIO_BASE + 0x1000 * slot, 0x1000, EmptyVirtioSlot())
 
     def close_disks(self) -> None:
         """Flush and close every disk (shutdown)."""

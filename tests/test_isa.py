@@ -1128,7 +1128,13 @@ def test_32_bit_instruction_running_off_the_end_of_ram_raises_fetch_access_fault
 LOOP = [addi(A0, A0, 1), jal(ZERO, -4)]          # forever: a0 += 1
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+# Small budgets and the last few thousand instructions before stop_at may run in
+# the reference interpreter even on the fast path; large ones exercise the fast
+# path's own accounting.
+BUDGETS = [1, 2, 7, 1000, 4111, 4112, 4113, 4114, 5000, 8225, 10_001, 99_999]
+
+
+@pytest.mark.parametrize("n", BUDGETS)
 def test_stop_at_instret_plus_n_executes_exactly_n_instructions(n):
     vcpu = make_vcpu(LOOP)
     vcpu.stop_at = vcpu.instret + n
@@ -1141,11 +1147,11 @@ def test_stop_at_instret_plus_n_executes_exactly_n_instructions(n):
 
 def test_budget_runs_resume_where_they_stopped():
     vcpu = make_vcpu(LOOP)
-    for total in (3, 4, 10, 11):
+    for total in (3, 4, 10, 11, 20_000, 20_001, 30_002):
         vcpu.stop_at = total
         assert vcpu.run() == BUDGET
         assert vcpu.instret == total
-    assert vcpu.get_x(A0) == 6
+    assert vcpu.get_x(A0) == 15_001
 
 
 def test_stop_at_not_above_instret_executes_nothing():
@@ -1157,11 +1163,23 @@ def test_stop_at_not_above_instret_executes_nothing():
         assert vcpu.instret == 50 and vcpu.pc == CODE and vcpu.get_x(A0) == 0
 
 
-def test_budget_counts_compressed_instructions_and_taken_branches():
+@pytest.mark.parametrize("n", BUDGETS)
+def test_budget_counts_compressed_instructions_and_taken_branches(n):
     vcpu = make_vcpu([c_addi(A0, 1), c_j(-2)])
-    vcpu.stop_at = 5
+    vcpu.stop_at = n
     assert vcpu.run() == BUDGET
-    assert vcpu.get_x(A0) == 3 and vcpu.pc == CODE + 2
+    assert vcpu.get_x(A0) == (n + 1) // 2 and vcpu.pc == CODE + 2 * (n % 2)
+
+
+@pytest.mark.parametrize("n", BUDGETS)
+def test_budget_stops_exactly_in_a_loop_over_three_pages(n):
+    body = 3 * 1024                                     # three pages of addi, then jump back
+    vcpu = make_vcpu([addi(A0, A0, 1)] * body + [jal(ZERO, -4 * body)])
+    vcpu.stop_at = n
+    assert vcpu.run() == BUDGET and vcpu.instret == n
+    rounds, rest = divmod(n, body + 1)
+    assert vcpu.get_x(A0) == rounds * body + rest
+    assert vcpu.pc == CODE + 4 * rest
 
 
 def test_exit_before_the_budget_counts_only_retired_instructions():
@@ -1317,7 +1335,8 @@ def test_budget_is_exact_through_instructions_the_fast_path_hands_over():
     # amoadd (handed to the reference interpreter), then addi, then back: 3 per round
     vcpu = make_vcpu([amo("amoadd", "d", ZERO, A2, A1), addi(A0, A0, 1), jal(ZERO, -8)],
                      {A1: DATA, A2: 1})
-    for total, rounds in ((1, 1), (2, 1), (3, 1), (301, 101)):
+    for total, rounds in ((1, 1), (2, 1), (3, 1), (301, 101), (30_001, 10_001),
+                          (60_002, 20_001)):
         vcpu.stop_at = total
         assert vcpu.run() == BUDGET and vcpu.instret == total
         assert read_u64(vcpu, DATA) == rounds

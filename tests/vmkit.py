@@ -15,10 +15,9 @@ import time
 
 from conftest import RV
 
-from hvemu.devices.virtio_blk import SECTOR
-
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 1 << 20
+SECTOR = 512
 
 # virtio-mmio register offsets (4.2.2)
 MAGIC, VERSION, DEVICE_ID, VENDOR_ID = 0x000, 0x004, 0x008, 0x00C

@@ -226,3 +226,16 @@ class VirtioMmio:
             self.memory.write(addr, data)
         except (IndexError, OverflowError):
             raise VirtioError(f"ring at {addr:#x} is not in RAM") from None
+
+
+class EmptyVirtioSlot:
+    """A virtio-mmio slot with no device behind it: magic and version, device ID 0
+    (section 4.2.2.1: "a device ID of zero means the slot is unused"), as on QEMU."""
+
+    name = "virtio-empty"
+
+    def read(self, offset: int, size: int) -> int:
+        return {0x000: MAGIC, 0x004: VERSION, 0x00C: VENDOR_ID}.get(offset, 0)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
