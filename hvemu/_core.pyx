@@ -2034,8 +2034,21 @@ cdef class GuestMemory:
         return self.ram.shape[0]
 
     def contains_ram(self, uint64_t addr, uint64_t size=1):
-        """True if guest-physical [addr, addr+size) lies in RAM."""
-        return addr >= self.ram_base and addr - self.ram_base + size <= self.ram.shape[0]
+        """True if guest-physical [addr, addr+size) lies in RAM (no wrap-around)."""
+        cdef uint64_t n = self.ram.shape[0]
+        return addr >= self.ram_base and size <= n and addr - self.ram_base <= n - size
+
+    def dma_read(self, uint64_t addr, uint64_t size):
+        """Bytes of guest RAM for a device (never the ROM); IndexError outside RAM."""
+        if not self.contains_ram(addr, size):
+            raise IndexError(f"DMA from {addr:#x}+{size:#x} is outside guest RAM")
+        return self.read(addr, size)
+
+    def dma_write(self, uint64_t addr, data):
+        """Copy bytes into guest RAM for a device (never the ROM); IndexError outside RAM."""
+        if not self.contains_ram(addr, len(data)):
+            raise IndexError(f"DMA to {addr:#x}+{len(data):#x} is outside guest RAM")
+        self.write(addr, data)
 
     def read(self, uint64_t addr, uint64_t size):
         """Bytes of guest-physical RAM or ROM; IndexError outside them."""
@@ -2058,9 +2071,10 @@ cdef class GuestMemory:
                 off = (page + 1) << 12
 
     def _view(self, uint64_t addr, uint64_t size):
-        if addr >= self.ram_base and addr - self.ram_base + size <= self.ram.shape[0]:
+        cdef uint64_t n = self.ram.shape[0], m = self.rom.shape[0]
+        if addr >= self.ram_base and size <= n and addr - self.ram_base <= n - size:
             return self.ram[addr - self.ram_base:addr - self.ram_base + size]
-        if addr >= self.rom_base and addr - self.rom_base + size <= self.rom.shape[0]:
+        if addr >= self.rom_base and size <= m and addr - self.rom_base <= m - size:
             return self.rom[addr - self.rom_base:addr - self.rom_base + size]
         raise IndexError(f"guest-physical range {addr:#x}+{size:#x} is not memory")
 

@@ -309,21 +309,23 @@ def test_plic_claim_returns_the_highest_priority_then_the_lowest_id(plic):
     assert plic.ctx_pending[0] is False
 
 
-def test_plic_claimed_source_is_not_pending_until_completed_and_a_held_level_re_pends(plic):
+def test_plic_gateway_makes_a_request_per_assertion_like_qemus(plic):
+    """A claimed source re-asserted by its device is claimable again after completion;
+    a line merely held high is not re-forwarded on completion (QEMU's sifive_plic)."""
     plic.write(PRIO + 4 * 10, 4, 1)
     plic.write(enable(0), 4, 1 << 10)
     plic.set_level(10, True)
     assert plic.read(claim(0), 4) == 10
     assert plic.read(PENDING, 4) == 0 and plic.ctx_pending[0] is False
-    plic.set_level(10, False)
-    plic.set_level(10, True)                            # the gateway holds it while in service
-    assert plic.read(PENDING, 4) == 0 and plic.ctx_pending[0] is False
-    plic.write(claim(0), 4, 10)                         # complete: the line is still high
-    assert plic.read(PENDING, 4) == 1 << 10 and plic.ctx_pending[0] is True
+    plic.set_level(10, True)                            # re-asserted while in service
+    assert plic.read(PENDING, 4) == 1 << 10 and plic.ctx_pending[0] is False
+    plic.write(claim(0), 4, 10)                         # complete: the new request shows
+    assert plic.ctx_pending[0] is True
     assert plic.read(claim(0), 4) == 10
-    plic.set_level(10, False)                           # the device is serviced
-    plic.write(claim(0), 4, 10)
+    plic.write(claim(0), 4, 10)                         # line still high, no new assertion
     assert plic.read(PENDING, 4) == 0 and plic.ctx_pending[0] is False
+    plic.set_level(10, False)
+    assert plic.read(PENDING, 4) == 0
 
 
 def test_plic_completing_a_source_not_in_service_is_ignored(plic):

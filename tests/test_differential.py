@@ -6,9 +6,10 @@ the same random data buffer; afterwards every register and every byte of the
 buffer must agree.  The code is unprivileged only and stays inside the data
 buffer: x8 (s0) and x2 (sp) point into it and are never written, so loads,
 stores and AMOs (whose address is formed as `addi t, s0, off`) always hit it.
-Control flow is forward only: branches and jumps over a few generated
-instructions.  The code starts at a random even offset before a page boundary,
-so instructions straddle pages and the fast path leaves and re-enters pages.
+Control flow: forward branches and jumps over a few generated instructions,
+and counted loops (a5 is their counter, written by nothing else).  The code
+starts at a random even offset before a page boundary, so instructions
+straddle pages and the fast path leaves and re-enters pages.
 
 Which instructions does Unicorn 2.1 (QEMU 5 based) get wrong?  None of those
 generated here: a long run (HVEMU_DIFF_EXAMPLES=4000, 28,000 programs) found no
@@ -17,7 +18,8 @@ the W forms, misaligned loads/stores, W-form AMOs, every compressed form used)
 also have hand-checked expectations in test_isa.py.  Left out on purpose:
 LR/SC other than an adjacent pair (QEMU implements SC as a compare-and-swap on
 the loaded value, so its reservation rules differ), misaligned AMOs (they trap;
-see test_isa.py) and backward branches (the code must terminate).
+see test_isa.py) and backward branches other than counted loops (the code must
+terminate).
 
 HVEMU_DIFF_EXAMPLES=n raises the number of examples per test for a long run.
 """
@@ -150,8 +152,9 @@ BUF = RAM_BASE + 0x1_0000          # the data buffer
 BUF_SIZE = 4096
 S0_VALUE = BUF + 2048              # s0: 12-bit offsets reach the whole buffer
 SP_VALUE = BUF + 1024              # sp: c.lwsp/c.ldsp/... offsets stay inside it
-FREE = [r for r in range(1, 32) if r not in (SP, S0)]   # registers the code may write
-CFREE = list(range(9, 16))         # x9..x15: compressed rd' other than s0
+COUNTER = 15                       # a5, the loop counter: only loop() writes it
+FREE = [r for r in range(1, 32) if r not in (SP, S0, COUNTER)]   # the code may write these
+CFREE = list(range(9, 15))         # x9..x14: compressed rd' other than s0 and a5
 CREGS = list(range(8, 16))         # x8..x15: compressed rs'
 
 EXAMPLES = int(os.environ.get("HVEMU_DIFF_EXAMPLES", "0"))
@@ -227,7 +230,7 @@ def initial_state(seed: int) -> tuple[dict[int, int], bytes, int]:
     failure prints the seed, and hypothesis still shrinks the code.)"""
     rnd = random.Random(seed)
     regs = {}
-    for r in FREE:
+    for r in [*FREE, COUNTER]:
         kind = rnd.randrange(3)
         v = (rnd.choice(EDGE_VALUES) if kind == 0 else rnd.randint(-300, 300) if kind == 1
              else rnd.getrandbits(64))
@@ -366,7 +369,23 @@ def control(body):
 
 
 straight = st.one_of(alu, muldiv, compressed_alu, load_store(), compressed_mem, atomic())
-anything = st.one_of(straight, control(straight))
+
+
+LOOP_BODY = st.one_of(straight, control(straight))
+
+
+@st.composite
+def loop(draw, body=LOOP_BODY):
+    """A counted loop (1..5 rounds, counter a5) over a few items: a backward branch."""
+    items = draw(st.lists(body, min_size=1, max_size=5))
+    flat = [w for item in items for w in item] + [addi(COUNTER, COUNTER, -1)]
+    back = -nbytes([flat])
+    tail = (bne(COUNTER, 0, back) if draw(st.booleans()) or back < -256
+            else c_bnez(COUNTER, back))
+    return [addi(COUNTER, 0, draw(st.integers(1, 5))), *flat, tail]
+
+
+anything = st.one_of(straight, control(straight), loop())
 
 
 def program(insns, max_size=30):
@@ -404,6 +423,12 @@ def test_loads_and_stores_of_every_width_agree_with_unicorn(items, seed):
 @examples(FOCUSED)
 @given(program(st.one_of(atomic(), load_store(), alu)), seeds)
 def test_amos_and_lr_sc_pairs_agree_with_unicorn(items, seed):
+    check_same(items, seed)
+
+
+@examples(FOCUSED)
+@given(program(st.one_of(loop(), straight), max_size=10), seeds)
+def test_counted_loops_agree_with_unicorn(items, seed):
     check_same(items, seed)
 
 

@@ -4,7 +4,9 @@ Each test builds page tables in guest RAM with `PageTables`, puts the vcpu in
 S-mode (or U-mode) with `set_mode`, runs a few instructions fetched through the
 translation and checks what the privileged spec ("Virtual address translation
 process") says: the physical address reached, A/D updates, and page faults with
-tval = the faulting virtual address.
+tval = the faulting virtual address.  Every test runs on both engines of the
+core (the pre-decoded fast path and the reference interpreter); they share the
+walker and the shadow TLB.
 
 Physical layout (4 MiB of RAM at 0x8000_0000):
     0x8000_0000  code (mapped at CODE_VA by a 4 KiB leaf)
@@ -29,9 +31,17 @@ from corekit import (
     ENGINES,
     RA,
     RAM_BASE,
+    S0,
+    SP,
     ZERO,
     addi,
+    c_ld,
+    c_lw,
+    c_lwsp,
     c_nop,
+    c_sd,
+    c_sdsp,
+    c_sw,
     code_bytes,
     describe_exit,
     jalr,
@@ -69,11 +79,11 @@ def engine(request):
         yield request.param
 
 
-def FRAME(i: int) -> int:           # noqa: N802 - reads like a constant
+def FRAME(i: int) -> int:           # upper case: reads like a constant
     return RAM_BASE + 0x1_0000 + i * 0x1000
 
 
-def PAGE(i: int) -> int:            # noqa: N802
+def PAGE(i: int) -> int:
     """Virtual 4 KiB page i (page 0 is the code)."""
     return CODE_VA + i * 0x1000
 
@@ -407,6 +417,17 @@ def test_mxr_does_not_allow_stores_to_execute_only_pages():
     g = store_guest(PAGE(1), mxr=True)
     g.pt.map(PAGE(1), FRAME(1), X)
     g.expect_fault(STORE_PAGE, tval=PAGE(1))
+
+
+@pytest.mark.parametrize("insn, cause", [
+    (c_lw(A0, S0, 4), LOAD_PAGE), (c_ld(A0, S0, 8), LOAD_PAGE), (c_lwsp(A0, 4), LOAD_PAGE),
+    (c_sw(A0, S0, 4), STORE_PAGE), (c_sd(A0, S0, 8), STORE_PAGE), (c_sdsp(A0, 8), STORE_PAGE),
+], ids=["c.lw", "c.ld", "c.lwsp", "c.sw", "c.sd", "c.sdsp"])
+def test_compressed_access_page_fault_reports_its_own_pc(insn, cause):
+    g = Guest([c_nop(), insn, c_nop()], {S0: PAGE(1), SP: PAGE(1)})
+    offset = 4 if insn in (c_lw(A0, S0, 4), c_lwsp(A0, 4), c_sw(A0, S0, 4)) else 8
+    g.expect_fault(cause, tval=PAGE(1) + offset, pc=CODE_VA + 2)
+    assert g.vcpu.instret == 1
 
 
 def test_store_to_read_only_page_faults():

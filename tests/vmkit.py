@@ -244,6 +244,10 @@ class Enc(RV):
         return ((((o >> 12) & 1) << 31) | (((o >> 5) & 0x3F) << 25) | (rs2 << 20)
                 | (rs1 << 15) | (((o >> 1) & 0xF) << 8) | (((o >> 11) & 1) << 7) | 0x63)
 
+    @staticmethod
+    def bne(rs1: int, rs2: int, offset: int) -> int:
+        return Enc.beq(rs1, rs2, offset) | (1 << 12)
+
 
 class Guest:
     """Raw images for the lifecycle tests."""
@@ -262,9 +266,12 @@ class Guest:
         return Enc.code(cls.print_char(ch), Enc.J_SELF)
 
     @classmethod
-    def print_then_reset(cls, ch: str) -> bytes:
-        """Print ch, then ask the test finisher for a reset (0x7777): every boot prints ch."""
-        return Enc.code(cls.print_char(ch), Enc.lui(Enc.T2, FINISHER_LUI),
+    def print_then_reset(cls, ch: str, delay: int = 0) -> bytes:
+        """Print ch, count `delay` down to 0 (two instructions per step), then ask the
+        test finisher for a reset (0x7777): every boot prints ch."""
+        wait = [*Enc.li(Enc.T0, delay), Enc.addi(Enc.T0, Enc.T0, -1),
+                Enc.bne(Enc.T0, Enc.ZERO, -4)] if delay else []
+        return Enc.code(cls.print_char(ch), wait, Enc.lui(Enc.T2, FINISHER_LUI),
                         *Enc.li(Enc.T1, 0x7777), Enc.sw(Enc.T1, Enc.T2, 0), Enc.J_SELF)
 
     @classmethod

@@ -1,9 +1,14 @@
 """The PLIC (RISC-V Platform-Level Interrupt Controller specification 1.0.0).
 
 Priorities per source, pending bits, per-context enables and thresholds, and
-claim/complete.  Sources are level-triggered through a gateway: a claimed source
-is not pending again until it is completed.  Context 2h is hart h's M-mode,
-2h+1 its S-mode, as on QEMU's virt board.
+claim/complete.  Context 2h is hart h's M-mode, 2h+1 its S-mode, as on QEMU's
+virt board.
+
+The gateway behaves as QEMU's sifive_plic does, which guests written for the virt
+board rely on (xv6 among them): each time a device drives its line high it makes
+a new request (the source becomes pending, even while claimed, and is claimable
+again after completion); a line merely held high is not forwarded again on
+completion; driving it low withdraws a request not yet claimed.
 """
 from __future__ import annotations
 
@@ -35,14 +40,11 @@ class Plic:
         self.on_change()
 
     def set_level(self, source: int, level: bool) -> None:
-        """A device drives its interrupt line."""
-        if self.level[source] == level:
+        """A device drives its interrupt line (high: a request, as described above)."""
+        if self.level[source] == level == self.pending[source]:
             return
         self.level[source] = level
-        if level and not self.in_service[source]:
-            self.pending[source] = True
-        elif not level:
-            self.pending[source] = False
+        self.pending[source] = level
         self._changed()
 
     def _best(self, ctx: int) -> int:
@@ -50,7 +52,8 @@ class Plic:
         best, best_prio = 0, self.threshold[ctx]
         enabled = self.enable[ctx]
         for src in range(1, self.sources):
-            if self.pending[src] and (enabled >> src) & 1 and self.priority[src] > best_prio:
+            if (self.pending[src] and not self.in_service[src] and (enabled >> src) & 1
+                    and self.priority[src] > best_prio):
                 best, best_prio = src, self.priority[src]
         return best
 
@@ -107,6 +110,4 @@ class Plic:
                 self.threshold[ctx] = value & 7
             elif reg == 4 and 0 < value < self.sources and self.in_service[value]:
                 self.in_service[value] = False     # complete
-                if self.level[value]:
-                    self.pending[value] = True
         self._changed()

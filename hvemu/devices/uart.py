@@ -3,8 +3,10 @@
 Registers as in the TI/National PC16550D datasheet: RBR/THR, IER, IIR/FCR, LCR,
 MCR, LSR, MSR, SCR, and the divisor latch (DLL/DLM) behind LCR.DLAB.  Output goes
 to a sink immediately (the transmitter is always empty); input comes from
-`push_input()`.  Its interrupt line is level-triggered: rx data available and
-THR-empty interrupts, as enabled in IER.
+`push_input()`.  Interrupts: rx data available and THR empty (after a transmit, or
+when enabled with the THR empty; cleared by reading IIR or writing THR), as enabled
+in IER.  Like QEMU's serial model, the line is re-driven only when the state can
+change (RBR/IIR reads, THR/IER/FCR writes, input), not on LSR or MSR polls.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ class Uart16550:
             iir = self._iir()
             if iir == IIR_THRE:                 # reading IIR clears the THRE interrupt
                 self.thre_pending = False
-                self._update()
+            self._update()
             return iir | (0xC0 if self.fcr & 1 else 0)
         if offset == 3:
             return self.lcr
@@ -84,7 +86,7 @@ class Uart16550:
                 self.dll = value
             else:
                 self.output(bytes((value,)))
-                self.thre_pending = True
+                self.thre_pending = True        # transmitted at once: THR empty again
         elif offset == 1:
             if dlab:
                 self.dlm = value
@@ -98,8 +100,11 @@ class Uart16550:
                 self.rx.clear()
         elif offset == 3:
             self.lcr = value
+            return
         elif offset == 4:
             self.mcr = value
+            return
         elif offset == 7:
             self.scr = value
+            return
         self._update()

@@ -176,7 +176,7 @@ class VirtioBlk:
 
     @staticmethod
     def _gather(mem, bufs: list[Buffer]) -> bytes:
-        return b"".join(mem.read(b.addr, b.length) for b in bufs)
+        return b"".join(mem.dma_read(b.addr, b.length) for b in bufs)
 
     @staticmethod
     def _scatter(mem, bufs: list[Buffer], data: bytes) -> int:
@@ -185,14 +185,14 @@ class VirtioBlk:
             if pos >= len(data):
                 break
             chunk = data[pos:pos + b.length]
-            mem.write(b.addr, chunk)
+            mem.dma_write(b.addr, chunk)
             pos += len(chunk)
         return pos
 
     @staticmethod
     def _status(mem, addr: int, status: int, written: int) -> int:
         try:
-            mem.write(addr, bytes((status,)))
+            mem.dma_write(addr, bytes((status,)))
         except (IndexError, OverflowError):
             return written
         return written + 1

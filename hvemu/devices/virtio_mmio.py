@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 MAGIC, VERSION = 0x74726976, 2
-VENDOR_ID = 0x6D657668                         # "hvem"
+VENDOR_ID = 0x554D4551     # "QEMU": the vendor ID guests written for QEMU virt check for
 VIRTIO_F_VERSION_1 = 1 << 32
 QUEUE_MAX = 256
 
@@ -161,9 +161,9 @@ class VirtioMmio:
             self.backend.reset()
             return
         if value & FEATURES_OK and not self.status & FEATURES_OK:
-            # the driver may accept only what we offer, and must accept VERSION_1 (2.2)
-            if (self.driver_features & ~self.device_features
-                    or not self.driver_features & VIRTIO_F_VERSION_1):
+            # the driver may accept only what we offer (2.2).  A driver that does not
+            # accept VERSION_1 still gets the modern device, as on QEMU (xv6 does this)
+            if self.driver_features & ~self.device_features:
                 value &= ~FEATURES_OK
         self.status = value & 0xFF
 
@@ -179,6 +179,8 @@ class VirtioMmio:
         completed = 0
         try:
             avail_flags, avail_idx = struct.unpack("<HH", self._read(q.driver, 4))
+            if (avail_idx - q.last_avail) & 0xFFFF > q.num:
+                raise VirtioError("available index more than a queue ahead")
             while q.last_avail != avail_idx:
                 slot = q.last_avail % q.num
                 head = struct.unpack("<H", self._read(q.driver + 4 + 2 * slot, 2))[0]
@@ -217,13 +219,13 @@ class VirtioMmio:
 
     def _read(self, addr: int, n: int) -> bytes:
         try:
-            return self.memory.read(addr, n)
+            return self.memory.dma_read(addr, n)
         except (IndexError, OverflowError):
             raise VirtioError(f"ring at {addr:#x} is not in RAM") from None
 
     def _write(self, addr: int, data: bytes) -> None:
         try:
-            self.memory.write(addr, data)
+            self.memory.dma_write(addr, data)
         except (IndexError, OverflowError):
             raise VirtioError(f"ring at {addr:#x} is not in RAM") from None
 
