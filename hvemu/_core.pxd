@@ -89,6 +89,7 @@ ctypedef struct HartState:
     TlbEntry tlb[3][3][TLB_SIZE]
     uint32_t tlb_has_super
     # shadow paging statistics
+    uint64_t tlb_hits
     uint64_t tlb_misses
     uint64_t page_walks
     uint64_t tlb_flushes

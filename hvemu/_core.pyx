@@ -1368,7 +1368,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
     NEAR_STOP instructions before stop_at run in the reference interpreter, which
     stops exactly."""
     cdef uint64_t* x = s.x
-    cdef uint64_t n, cnt, soft, pc, vbase, a, b, v, addr, t
+    cdef uint64_t n, cnt, soft, pc, vbase, a, b, v, addr, t, hits = 0
     cdef Decoded* page
     cdef Decoded* d
     cdef uint8_t* hp
@@ -1437,6 +1437,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 8)
                 x[d.rd] = v
             elif op == OP_SD:
@@ -1449,6 +1450,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(p, &v, 8)
             elif op == OP_LW:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1460,6 +1462,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 4)
                 x[d.rd] = <uint64_t>sx32(v)
             elif op == OP_LWU:
@@ -1472,6 +1475,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 4)
                 x[d.rd] = v
             elif op == OP_LBU:
@@ -1484,6 +1488,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     v = p[0]
                 x[d.rd] = v
             elif op == OP_LB:
@@ -1496,6 +1501,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     v = p[0]
                 x[d.rd] = <uint64_t><int64_t><int8_t><uint8_t>v
             elif op == OP_LH:
@@ -1508,6 +1514,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 2)
                 x[d.rd] = <uint64_t><int64_t><int16_t><uint16_t>v
             elif op == OP_LHU:
@@ -1520,6 +1527,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 2)
                 x[d.rd] = v
             elif op == OP_SW:
@@ -1532,6 +1540,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(p, &v, 4)
             elif op == OP_SB:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1543,6 +1552,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     p[0] = <uint8_t>v
             elif op == OP_SH:
                 addr = x[d.rs1] + <uint64_t><int64_t>d.imm
@@ -1554,6 +1564,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(p, &v, 2)
             elif op == OP_BEQ:
                 cnt += 1
@@ -1820,6 +1831,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 4)
                 x[d.rd] = <uint64_t>sx32(v)
                 d += 1
@@ -1834,6 +1846,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(&v, p, 8)
                 x[d.rd] = v
                 d += 1
@@ -1849,6 +1862,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(p, &v, 4)
                 d += 1
                 cnt += 1
@@ -1863,6 +1877,7 @@ cdef int run_loop(HartState* s) noexcept nogil:
                         reason = 1
                         break
                 else:
+                    hits += 1
                     memcpy(p, &v, 8)
                 d += 1
                 cnt += 1
@@ -1966,6 +1981,8 @@ cdef int run_loop(HartState* s) noexcept nogil:
         if not pc_set:
             pc = vbase + (<uint64_t>(d - page) << 1)
         s.instret += cnt
+        s.tlb_hits += hits
+        hits = 0
         s.pc = pc
         if reason:
             # a load/store slow path exited (MMIO or exception): complete the record
@@ -2327,7 +2344,9 @@ cdef class VCpu:
 
     @property
     def shadow_stats(self):
-        """Shadow paging counters: TLB misses (fills attempted), page walks, flushes, page faults."""
-        return {"tlb_misses": self.s.tlb_misses, "page_walks": self.s.page_walks,
+        """Shadow paging counters: hits (loads and stores on the fast path), misses (fills
+        attempted, MMIO included), guest page walks, flushes, guest page faults, decodes."""
+        return {"tlb_hits": self.s.tlb_hits, "tlb_misses": self.s.tlb_misses,
+                "page_walks": self.s.page_walks,
                 "flushes": self.s.tlb_flushes, "page_faults": self.s.page_faults,
                 "decodes": self.s.decodes}
