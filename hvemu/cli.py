@@ -95,7 +95,7 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
         vm.hv.tracer = Tracer()
     if interactive:
         console.vm = vm
-        console.on_stats = lambda: print_stats(vm.hv.stats)
+        console.on_stats = lambda: print_stats(vm.hv.live_stats())
     outcome = run_on_terminal(vm, console if interactive else None)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",

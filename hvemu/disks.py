@@ -72,6 +72,12 @@ def check_disks(specs: list[DiskSpec]) -> list[DiskSpec]:
             raise HvemuError(f"disk {path}: not {'readable' if spec.readonly else 'writable'} "
                              "(add ,readonly for a read-only disk)")
         file_size = st.st_size
+        if stat.S_ISBLK(st.st_mode):             # a block device: its size is where it ends
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                file_size = os.lseek(fd, 0, os.SEEK_END)
+            finally:
+                os.close(fd)
         if spec.offset % SECTOR:
             raise HvemuError(f"disk {path}: offset {spec.offset} is not a multiple of {SECTOR}")
         size = file_size - spec.offset if spec.size is None else spec.size
@@ -104,8 +110,12 @@ def create_disk(path: str, size: int) -> None:
         raise HvemuError(f"{path}: cannot create ({e.strerror})") from None
     try:
         os.ftruncate(fd, size)
-    finally:
+    except (OSError, OverflowError) as e:
         os.close(fd)
+        os.unlink(path)
+        reason = e.strerror if isinstance(e, OSError) else "too large"
+        raise HvemuError(f"{path}: cannot make a {size}-byte disk ({reason})") from None
+    os.close(fd)
 
 
 def disk_info(path: str) -> dict:

@@ -229,6 +229,10 @@ class VM:
         """Run in a background thread; `pause()`, `resume()`, `reset()`, `shutdown()`
         steer it and `wait()` returns the Outcome."""
         import threading
+        if self.state == "shutdown":
+            raise HvemuError("the VM is shut down")
+        if getattr(self, "_thread", None) is not None and self._thread.is_alive():
+            raise HvemuError("the VM is already running")
         self._outcome = None
 
         def body():

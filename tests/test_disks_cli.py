@@ -136,9 +136,6 @@ def test_disk_create_in_a_missing_directory(run, tmp_path):
     assert_one_line_refusal(code, err)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: create_disk does not catch ftruncate's "
-                   "OverflowError/OSError: 'hvemu: internal error: OverflowError', and an "
-                   "empty file is left behind")
 def test_disk_create_too_large(run, tmp_path):
     path = tmp_path / "huge.img"
     code, _, err = run("disk", "create", path, "999999999T")    # > 2**63 bytes

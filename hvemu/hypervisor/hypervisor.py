@@ -71,6 +71,8 @@ class Hypervisor:
         self._system: dict = {}              # instruction word -> prepared handler
         self._request: str | None = None     # pause, reset or shutdown, from any thread
         self._resumed = threading.Event()
+        self._run_started: float | None = None
+        self._core_start = self._seconds_before = self._core_before = 0.0
 
     # ---- the run loop ----
     def run(self) -> Stop:
@@ -82,7 +84,17 @@ class Hypervisor:
         self.check_interrupts()
         start = time.perf_counter()
         core_start = vcpu.core_seconds
+        self._run_started, self._core_start = start, core_start
+        self._seconds_before, self._core_before = self.stats.seconds, self.stats.core_seconds
         run = vcpu.run
+        if self.poll is not None:
+            self.poll()                      # input (Ctrl-A keys) also across reboots
+        if self._request is not None:
+            try:
+                self._serve_request()
+            except Stop as stop:
+                self._run_started = None
+                return stop
         try:
             if self.tracer is None:
                 while True:
@@ -97,24 +109,41 @@ class Hypervisor:
         except Stop as stop:
             return stop
         finally:
-            self.stats.seconds += time.perf_counter() - start
-            self.stats.core_seconds += vcpu.core_seconds - core_start
+            self._run_started = None
+            self.stats.seconds = self._seconds_before + time.perf_counter() - start
+            self.stats.core_seconds = self._core_before + vcpu.core_seconds - core_start
             self.stats.instructions = vcpu.instret
             self.stats.shadow = vcpu.shadow_stats
 
     # ---- exits ----
+    REQUEST_RANK = {None: 0, "pause": 1, "reset": 2, "shutdown": 3}
+
     def request(self, what: str) -> None:
         """Ask the run loop (possibly from another thread) to pause, reset or shut down;
-        the core is kicked so that it exits soon."""
-        self._request = what
+        the core is kicked so that it exits soon.  A shutdown is never replaced by a
+        reset or a pause, nor a reset by a pause."""
+        if self.REQUEST_RANK[what] > self.REQUEST_RANK[self._request]:
+            self._request = what
         if what == "pause":
             self._resumed.clear()
+        else:
+            self._resumed.set()          # a paused loop must see it
         self.vcpu.kick()
 
     def resume(self) -> None:
         if self._request == "pause":
             self._request = None
         self._resumed.set()
+
+    def live_stats(self) -> ExitStats:
+        """The statistics so far, also in the middle of a run (Ctrl-A s)."""
+        s = self.stats
+        s.instructions = self.vcpu.instret
+        s.shadow = self.vcpu.shadow_stats
+        if self._run_started is not None:
+            s.seconds = self._seconds_before + time.perf_counter() - self._run_started
+            s.core_seconds = self._core_before + self.vcpu.core_seconds - self._core_start
+        return s
 
     def _serve_request(self) -> None:
         what, self._request = self._request, None
@@ -242,6 +271,9 @@ class Hypervisor:
     def timers_changed(self) -> None:
         """Recompute where the core must stop next: a timer deadline, a slice end or a limit."""
         vcpu = self.vcpu
+        if self._request is not None:            # a pending request: stop at once
+            vcpu.stop_at = 0
+            return
         stop = vcpu.instret + SLICE
         deadline = self.next_timer_deadline()
         if deadline is not None:
