@@ -89,10 +89,13 @@ def _uboot_prompt_hvemu() -> float:
     console = Console()
     vm = VM(VMConfig(image=str(OPENSBI), kernel=str(UBOOT), timeout=60), console)
     t = time.perf_counter()
-    threading.Thread(target=vm.run, daemon=True).start()
+    vm.start()
     console.expect(r"Hit any key to stop autoboot", 60)
     elapsed = time.perf_counter() - t
-    console.send("poweroff\n")           # stops the countdown; U-Boot then powers off
+    console.send("\n")                    # stop the countdown, then power off
+    console.expect(r"=> ", 60)
+    console.send("poweroff\n")
+    assert vm.wait(60) is not None, "U-Boot did not power off"
     return elapsed
 
 
@@ -119,7 +122,8 @@ def test_uboot_time_to_prompt_next_to_qemu(benchmark):
         if os.environ.get("CI"):
             pytest.fail("CI must install opensbi, u-boot-qemu and qemu-system-misc")
         pytest.skip("needs opensbi, u-boot-qemu and qemu-system-riscv64")
-    hv = benchmark.pedantic(_uboot_prompt_hvemu, rounds=3, iterations=1)
+    benchmark.pedantic(_uboot_prompt_hvemu, rounds=1, iterations=1)
+    hv = min(_uboot_prompt_hvemu() for _ in range(3))
     qemu = min(_uboot_prompt_qemu() for _ in range(3))
     benchmark.extra_info.update({"hvemu_seconds": round(hv, 4), "qemu_seconds": round(qemu, 4)})
     print(f"\nU-Boot to its prompt: hvemu {hv:.3f} s, QEMU {qemu:.3f} s")
