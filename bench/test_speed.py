@@ -9,7 +9,6 @@ import os
 import select
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
