@@ -1,12 +1,12 @@
 """Measuring hvemu: guest MIPS, exits per second, the same guest on QEMU, and the CI gate.
 
-Wall-clock speeds are too noisy on shared machines to gate on directly, so the
-gate compares *ratios*: each speed divided by a calibration loop measured in the
-same process just before it, so that a slower or busier machine moves both alike.
-Fast-path figures (MIPS) are divided by a native calibration (zlib's CRC-32, C
-code like the core); exit figures, which Python handlers dominate, by a Python
-calibration (a loop shaped like an exit handler: attribute reads, calls, dict
-lookups and integer operations).  Each figure is the best of a few repetitions.
+Two kinds of figures.  Speeds (MIPS, exits/s) are what users see; `bench/` records
+them, and `calibrated()` divides them by a calibration loop measured in the same
+process (zlib's CRC-32 for the fast path, a handler-shaped Python loop for exits) for
+comparisons across busy machines.  The CI gate does not use the clock at all: it
+counts host instructions with callgrind — per guest instruction on the fast path, and
+per exit through the Python handlers — which is exactly repeatable on a given build,
+so it cannot flake, and a slowdown that adds work shows at once.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from .errors import HvemuError
 from .vm import VM, VMConfig
 
 DEFAULT_BASELINE = Path("bench") / "baseline.json"
-DEFAULT_TOLERANCE = 0.20          # a figure may fall 20 % below its baseline ratio
 
 
 # ---------------------------------------------------------------------------
@@ -137,34 +136,71 @@ def run_qemu(image: str, repeat: int = 3, memory: str = "128M") -> float:
     return max(_qemu_wall(images.resolve(image), repeat, memory) - startup, 1e-6)
 
 
+def calibrated(value: float, kind: str) -> float:
+    """A speed divided by the calibration loop of its kind ("native" or "python"),
+    measured now, in this process."""
+    return value / (calibrate_native() if kind == "native" else calibrate_python())
+
+
 # ---------------------------------------------------------------------------
-# the CI gate
+# the CI gate: host instructions counted by callgrind, which do not depend on the clock
 # ---------------------------------------------------------------------------
 
-# figure name -> (image, what is measured, max instructions in short mode, calibration)
+# figure -> (image, per what, max guest instructions).  Each guest runs inside
+# _core.measured(); callgrind counts the host instructions of exactly that call.
 GATE_FIGURES = {
-    "bench_mips": ("bench", "mips", 120_000_000, "native"),
-    "csr_exits_per_second": ("csrloop", "exits", None, "python"),
-    "mmio_exits_per_second": ("mmioloop", "exits", None, "python"),
-    "sfence_exits_per_second": ("sfence", "exits", None, "python"),
-    "page_fault_exits_per_second": ("faults", "exits", None, "python"),
+    "fast_path_per_instruction": ("bench", "instruction", 5_000_000),
+    "csr_exit": ("csrloop", "exit", 62_500),
+    "mmio_exit": ("mmioloop", "exit", 62_500),
+    "sfence_exit": ("sfence", "exit", 1_200_000),
+    "page_fault_exit": ("faults", "exit", 700_000),
 }
+DEFAULT_COUNT_TOLERANCE = 0.10       # a figure may cost 10 % more host instructions
 
 
-def gate_figures(names=None, repeat: int = 3) -> dict[str, dict]:
-    """Measure each gate figure and its calibration; returns name -> details."""
-    out = {}
-    for name, (image, what, limit, cal) in GATE_FIGURES.items():
-        if names is not None and name not in names:
-            continue
-        calibration = calibrate_native() if cal == "native" else calibrate_python()
-        m = run_hvemu(image, repeat=repeat, max_instructions=limit)
-        value = m.mips if what == "mips" else m.exits_per_second
-        calibration = max(calibration, calibrate_native() if cal == "native"
-                          else calibrate_python())
-        out[name] = {"value": value, "calibration": calibration,
-                     "ratio": value / calibration, "image": image}
-    return out
+def _count_child(names: list[str]) -> None:
+    """Run in the child under callgrind: each figure's guest inside _core.measured()."""
+    from . import _core
+    for name in names:
+        image, _per, limit = GATE_FIGURES[name]
+        vm = VM(VMConfig(image=images.resolve(image), max_instructions=limit), Console())
+        out = _core.measured(vm.run)
+        print(json.dumps({"name": name, "instructions": out.stats.instructions,
+                          "exits": out.stats.total_exits}), flush=True)
+
+
+def valgrind_available() -> bool:
+    return shutil.which("valgrind") is not None
+
+
+def count_figures(names=None) -> dict[str, dict]:
+    """Host instructions per guest instruction (fast path) or per exit, under callgrind."""
+    import sys
+    names = [n for n in GATE_FIGURES if names is None or n in names]
+    if not valgrind_available():
+        raise HvemuError("the perf gate counts instructions with valgrind: "
+                         "apt-get install valgrind")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = Path(tmp) / "cg.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+               "--collect-atstart=no", "--toggle-collect=*_core_1measured",
+               "--dump-after=*_core_1measured", sys.executable, "-m", "hvemu.benchmark",
+               "count", *names]
+        env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+        if proc.returncode != 0:
+            raise HvemuError(f"the instruction-count run failed: {proc.stderr.strip()[-500:]}")
+        runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        results = {}
+        for i, run in enumerate(runs, start=1):
+            dump = Path(f"{out_file}.{i}").read_text()
+            host = int(next(line.split()[1] for line in dump.splitlines()
+                            if line.startswith("totals:")))
+            _image, per, _limit = GATE_FIGURES[run["name"]]
+            units = run["instructions"] if per == "instruction" else run["exits"]
+            results[run["name"]] = {"host_instructions": host, "units": units, "per": per,
+                                    "value": host / units}
+    return results
 
 
 def load_baseline(path: Path = DEFAULT_BASELINE) -> dict:
@@ -177,37 +213,39 @@ def load_baseline(path: Path = DEFAULT_BASELINE) -> dict:
         raise HvemuError(f"{path}: not valid JSON ({e})") from None
 
 
-def check_gate(path: Path = DEFAULT_BASELINE, repeat: int = 3) -> list[dict]:
-    """Measure every figure in the baseline; each row says whether it passed."""
+def check_gate(path: Path = DEFAULT_BASELINE) -> list[dict]:
+    """Count every figure in the baseline; each row says whether it passed."""
     base = load_baseline(path)
-    tolerance = base.get("tolerance", DEFAULT_TOLERANCE)
-    figures = gate_figures(set(base["ratios"]), repeat)
+    tolerance = base.get("tolerance", DEFAULT_COUNT_TOLERANCE)
+    figures = count_figures(set(base["counts"]))
     rows = []
-    for name, ratio in base["ratios"].items():
+    for name, baseline in base["counts"].items():
         got = figures[name]
-        floor = ratio * (1 - tolerance)
-        rows.append({"name": name, **got, "baseline": ratio, "floor": floor,
-                     "ok": got["ratio"] >= floor})
+        ceiling = baseline * (1 + tolerance)
+        rows.append({"name": name, **got, "baseline": baseline, "ceiling": ceiling,
+                     "ok": got["value"] <= ceiling})
     return rows
 
 
-def update_baseline(path: Path = DEFAULT_BASELINE, runs: int = 3) -> dict:
-    """Measure `runs` times and keep the median ratio of each figure as the baseline."""
-    samples: dict[str, list[float]] = {}
-    for _ in range(runs):
-        for name, got in gate_figures().items():
-            samples.setdefault(name, []).append(got["ratio"])
-    ratios = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
-    old = {}
-    if Path(path).exists():
-        old = json.loads(Path(path).read_text())
+def update_baseline(path: Path = DEFAULT_BASELINE) -> dict:
+    """Count every figure and write them as the new baseline."""
+    figures = count_figures()
+    old = json.loads(Path(path).read_text()) if Path(path).exists() else {}
     data = {
-        "about": "hvemu perf gate: each figure divided by a same-process calibration loop "
-                 "(see hvemu/benchmark.py). Update with: hvemu bench --update-baseline",
-        "tolerance": old.get("tolerance", DEFAULT_TOLERANCE),
-        "ratios": {k: round(v, 6) for k, v in ratios.items()},
+        "about": "hvemu perf gate: host instructions (callgrind) per guest instruction on the "
+                 "fast path and per exit; see hvemu/benchmark.py. Update with: "
+                 "hvemu bench --update-baseline",
+        "tolerance": old.get("tolerance", DEFAULT_COUNT_TOLERANCE),
+        "counts": {k: round(v["value"], 3) for k, v in figures.items()},
+        "python": ".".join(map(str, __import__("sys").version_info[:3])),
         "machine": os.uname().machine,
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
     return data
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) >= 2 and sys.argv[1] == "count":
+        _count_child(sys.argv[2:])

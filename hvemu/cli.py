@@ -195,18 +195,18 @@ def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> Non
     console = Console(width=max(120, Console().width))
     if update_baseline:
         data = benchmark.update_baseline(Path(baseline))
-        console.print(f"wrote {baseline}: " + json.dumps(data["ratios"]))
+        console.print(f"wrote {baseline}: " + json.dumps(data["counts"]))
         return
     if gate:
-        rows = benchmark.check_gate(Path(baseline), repeat)
-        t = Table(title=f"perf gate (ratio = figure / calibration; floor = baseline "
-                        f"- {benchmark.load_baseline(Path(baseline)).get('tolerance', 0.2):.0%})")
-        for col in ("figure", "value", "ratio", "baseline", "floor", "result"):
-            t.add_column(col, justify="left" if col == "figure" else "right")
+        rows = benchmark.check_gate(Path(baseline))
+        tolerance = benchmark.load_baseline(Path(baseline)).get("tolerance", 0.1)
+        t = Table(title=f"perf gate: host instructions (callgrind) per guest instruction or "
+                        f"exit; ceiling = baseline + {tolerance:.0%}")
+        for col in ("figure", "per", "host instructions", "baseline", "ceiling", "result"):
+            t.add_column(col, justify="left" if col in ("figure", "per") else "right")
         for r in rows:
-            t.add_row(r["name"], f"{r['value']:,.1f}", f"{r['ratio']:.4f}",
-                      f"{r['baseline']:.4f}", f"{r['floor']:.4f}",
-                      "pass" if r["ok"] else "[red]FAIL[/red]")
+            t.add_row(r["name"], r["per"], f"{r['value']:,.2f}", f"{r['baseline']:,.2f}",
+                      f"{r['ceiling']:,.2f}", "pass" if r["ok"] else "[red]FAIL[/red]")
         console.print(t)
         if not all(r["ok"] for r in rows):
             sys.exit(1)
