@@ -126,3 +126,40 @@ def test_uboot_time_to_prompt_next_to_qemu(benchmark):
     qemu = min(_uboot_prompt_qemu() for _ in range(3))
     benchmark.extra_info.update({"hvemu_seconds": round(hv, 4), "qemu_seconds": round(qemu, 4)})
     print(f"\nU-Boot to its prompt: hvemu {hv:.3f} s, QEMU {qemu:.3f} s")
+
+
+class _StampedConsole(Console):
+    """Records the host time at which each diskbench phase line appears."""
+
+    def __init__(self):
+        super().__init__()
+        self.stamps = {}
+
+    def output(self, data: bytes) -> None:
+        super().output(data)
+        if b"\n" in data:
+            line = self.output_bytes.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()
+            if line.startswith("diskbench: phase "):
+                self.stamps[line.split()[2]] = time.perf_counter()
+
+
+def test_disk_throughput_for_4k_and_64k_sequential_requests(benchmark, tmp_path):
+    from hvemu.disks import DiskSpec, create_disk
+    disk = tmp_path / "bench.img"
+    create_disk(str(disk), 16 << 20)
+
+    def run_diskbench():
+        console = _StampedConsole()
+        vm = VM(VMConfig(image=images.resolve("disk-bench"), disks=[DiskSpec.parse(str(disk))],
+                         timeout=300), console)
+        out = vm.run()
+        assert out.reason == "poweroff" and out.exit_code == 0, console.text
+        s = console.stamps
+        mib = 8
+        return {phase: round(mib / (s[nxt] - s[phase]), 1) for phase, nxt in
+                (("4k-write", "4k-read"), ("4k-read", "64k-write"),
+                 ("64k-write", "64k-read"), ("64k-read", "end"))}
+
+    figures = benchmark.pedantic(run_diskbench, rounds=1, iterations=1)
+    benchmark.extra_info.update({f"MB/s {k}": v for k, v in figures.items()})
+    print(f"\ndisk throughput, MiB/s of host time: {figures}")

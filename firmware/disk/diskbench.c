@@ -97,10 +97,16 @@ int main(void)
         buf[j] = (uint8_t)(j * 13 + 5);
 
     printf("diskbench: 8 MiB sequential per phase, mtime at 10 MHz\n");
+    /* a line after each phase lets the host time the phases on its own clock */
+    printf("diskbench: phase 4k-write start\n");
     w4 = write_phase(d, 4096, TAG_4K);
+    printf("diskbench: phase 4k-read start\n");
     r4 = read_phase(d, 4096, TAG_4K, "4k read");
+    printf("diskbench: phase 64k-write start\n");
     w64 = write_phase(d, BIG, TAG_64K);
+    printf("diskbench: phase 64k-read start\n");
     r64 = read_phase(d, BIG, TAG_64K, "64k read");
+    printf("diskbench: phase end\n");
 
     printf("diskbench: 4k write %lu ticks, 4k read %lu, 64k write %lu, "
            "64k read %lu\n", (unsigned long)w4, (unsigned long)r4,
