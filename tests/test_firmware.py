@@ -109,3 +109,15 @@ def test_check_isa_rejects_an_image_with_floating_point_instructions(tmp_path):
                            f"OUT={out}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "check-isa: floating-point instructions found" in proc.stdout + proc.stderr
+
+
+def test_rebuilding_the_disk_guests_reproduces_them_byte_for_byte(tmp_path):
+    need_toolchain()
+    disk = FIRMWARE / "disk"
+    before = tree_snapshot(FIRMWARE)
+    make("-C", disk, f"OUT={tmp_path}")
+    names = sorted(p.name for p in disk.glob("*.elf"))
+    assert names == ["diskbench.elf", "flush.elf", "reboot.elf", "twodisks.elf"]
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (disk / name).read_bytes(), f"{name} differs"
+    assert tree_snapshot(FIRMWARE) == before
