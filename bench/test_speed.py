@@ -20,7 +20,13 @@ from hvemu.console import Console
 from hvemu.vm import VM, VMConfig
 
 OPENSBI = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin")
+FULL = bool(os.environ.get("HVEMU_BENCH_FULL"))     # full-length workloads (default: short)
 UBOOT = Path("/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin")
+
+
+@pytest.fixture
+def full() -> bool:
+    return FULL
 
 
 def run(image: str, max_instructions=None):

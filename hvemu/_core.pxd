@@ -91,6 +91,7 @@ ctypedef struct HartState:
     # shadow paging statistics
     uint64_t tlb_hits
     uint64_t tlb_misses
+    uint64_t tlb_fills
     uint64_t page_walks
     uint64_t tlb_flushes
     uint64_t page_faults

@@ -226,6 +226,7 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint8_t** out) noexcept no
             code_invalidate(s.code[ppn], <uint32_t>(pa & PAGE_MASK), 8)
             return MEM_OK
     e = &s.tlb[tlb_set(priv)][acc][(va >> 12) & TLB_MASK]
+    s.tlb_fills += 1
     e.tag = va >> 12
     e.addend = <uint64_t><uintptr_t>host - (va & ~PAGE_MASK)
     e.flags = flags
@@ -2345,8 +2346,10 @@ cdef class VCpu:
     @property
     def shadow_stats(self):
         """Shadow paging counters: hits (loads and stores on the fast path), misses (fills
-        attempted, MMIO included), guest page walks, flushes, guest page faults, decodes."""
+        attempted, MMIO included), fills (entries made), guest page walks, flushes, guest
+        page faults, decodes."""
         return {"tlb_hits": self.s.tlb_hits, "tlb_misses": self.s.tlb_misses,
+                "tlb_fills": self.s.tlb_fills,
                 "page_walks": self.s.page_walks,
                 "flushes": self.s.tlb_flushes, "page_faults": self.s.page_faults,
                 "decodes": self.s.decodes}
