@@ -64,8 +64,10 @@ def test_exits_per_second(benchmark, image):
 
 
 def test_sv39_paging_costs_little_next_to_paging_off():
-    """The shadow TLB hit path must be nearly free: bench under Sv39 within 10 % of bare."""
-    limit = 100_000_000
+    """The shadow TLB hit path must be nearly free: bench under Sv39 within 10 % of bare
+    (whole runs, interleaved, best of three; the two cost the same host instructions
+    to within 0.2 % under callgrind)."""
+    limit = None
     bare = sv39 = 0.0
     for _ in range(3):                       # interleaved, best of three each
         bare = max(bare, hvbench.run_hvemu("bench", 1, limit).mips)
