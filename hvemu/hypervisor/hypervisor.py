@@ -310,9 +310,5 @@ class Hypervisor:
         raise Stop("idle", "the guest waits for an interrupt (WFI) that nothing can raise "
                    f"(mie={c.mie:#x}, no timer armed or no input possible)")
 
-    def device_changed(self) -> None:
-        """A device changed an interrupt line or a timer (CLINT/PLIC/UART callbacks)."""
-        self.irq_dirty = True
-
 
 __all__ = ["Hypervisor", "Stop", "GuestFault", "INTERRUPT"]

@@ -146,11 +146,6 @@ def classify(insn: int):
     return illegal
 
 
-def dispatch(hv, insn: int) -> None:
-    """Emulate the privileged instruction insn (the exit's raw instruction)."""
-    classify(insn)(hv, insn)
-
-
 # CSRs whose read has no side conditions beyond the privilege in the CSR number
 # (counters, stimecmp, satp and mip/sip need the full handler)
 SPECIAL_READS = frozenset({0x14D, 0x180, 0x344, 0x144} | set(range(0xC00, 0xC20)))
