@@ -89,7 +89,7 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks])
     interactive = sys.stdin.isatty()
-    console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(False)
+    console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
     vm = VM(config, console)
     if trace:
         vm.hv.tracer = Tracer()
