@@ -24,7 +24,9 @@ class Tracer:
             detail = f"{cause_name(vcpu.exit_cause)}, tval {vcpu.exit_tval:#x}"
         elif reason == 4:
             rw = "write" if vcpu.exit_is_write else "read"
-            detail = f"{rw} {vcpu.exit_size}B at {vcpu.exit_addr:#x}"
+            hit = hv.bus.find(vcpu.exit_addr)
+            where = f"{hit[0].name}+{hit[1]:#x}" if hit else "nothing mapped"
+            detail = f"{rw} {vcpu.exit_size}B at {vcpu.exit_addr:#x} ({where})"
             if vcpu.exit_is_write:
                 detail += f" = {vcpu.exit_value:#x}"
         try:
