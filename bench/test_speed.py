@@ -64,16 +64,25 @@ def test_exits_per_second(benchmark, image):
 
 
 def test_sv39_paging_costs_little_next_to_paging_off():
-    """The shadow TLB hit path must be nearly free: bench under Sv39 within 10 % of bare
-    (whole runs, interleaved, best of three; the two cost the same host instructions
-    to within 0.2 % under callgrind)."""
-    limit = None
+    """The shadow TLB hit path must be nearly free: bench under Sv39 within 10 % of bare.
+
+    Checked on host instructions per guest instruction (callgrind), which do not
+    depend on the clock; the wall-clock MIPS of whole runs are printed alongside."""
     bare = sv39 = 0.0
     for _ in range(3):                       # interleaved, best of three each
-        bare = max(bare, hvbench.run_hvemu("bench", 1, limit).mips)
-        sv39 = max(sv39, hvbench.run_hvemu("bench-sv39", 1, limit).mips)
+        bare = max(bare, hvbench.run_hvemu("bench", 1).mips)
+        sv39 = max(sv39, hvbench.run_hvemu("bench-sv39", 1).mips)
     print(f"\nbench MIPS: paging off {bare:.1f}, Sv39 {sv39:.1f} ({sv39 / bare:.1%})")
-    assert sv39 >= 0.9 * bare
+    if not hvbench.valgrind_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install valgrind")
+        pytest.skip("valgrind is not installed")
+    counts = hvbench.count_figures({"fast_path_per_instruction",
+                                    "fast_path_per_instruction_sv39"})
+    plain = counts["fast_path_per_instruction"]["value"]
+    paged = counts["fast_path_per_instruction_sv39"]["value"]
+    print(f"host instructions per guest instruction: paging off {plain:.2f}, Sv39 {paged:.2f}")
+    assert paged <= 1.10 * plain
 
 
 def test_time_from_hvemu_boot_to_the_first_console_line(benchmark):

@@ -150,6 +150,7 @@ def calibrated(value: float, kind: str) -> float:
 # _core.measured(); callgrind counts the host instructions of exactly that call.
 GATE_FIGURES = {
     "fast_path_per_instruction": ("bench", "instruction", 5_000_000),
+    "fast_path_per_instruction_sv39": ("bench-sv39", "instruction", 5_000_000),
     "csr_exit": ("csrloop", "exit", 62_500),
     "mmio_exit": ("mmioloop", "exit", 62_500),
     "sfence_exit": ("sfence", "exit", 1_200_000),
