@@ -7,7 +7,7 @@ privilege does not allow it.  `dispatch()` picks the handler by instruction clas
 """
 from __future__ import annotations
 
-from .csr import TSR, TVM, TW, IllegalCsrAccess, M, S, U
+from .csr import MIE, MPP, MPRV, MXR, SIE, SUM, TSR, TVM, TW, IllegalCsrAccess, M, S, U
 
 ECALL, EBREAK, MRET, SRET, WFI = 0x00000073, 0x00100073, 0x30200073, 0x10200073, 0x10500073
 ILLEGAL_INSTRUCTION, BREAKPOINT, ECALL_FROM_U = 2, 3, 8
@@ -37,6 +37,7 @@ def csr_instruction(hv, insn: int) -> None:
     hv.stats.privileged["csr"] += 1
     if csr in MIP_CSRS:
         hv.update_mip()
+    status_before = file.mstatus
     try:
         src = rs1 if f3 & 4 else vcpu.get_x(rs1)
         op = f3 & 3
@@ -62,13 +63,23 @@ def csr_instruction(hv, insn: int) -> None:
         else:
             file.cycle_offset -= 1
     vcpu.complete_csr(rd, old)
-    if written and csr in COUNTER_CSRS:
-        hart.sync_counters()
-    if written and csr in IRQ_CSRS or csr in MODE_CSRS:
-        if csr in MODE_CSRS:
+    if not written:
+        return
+    # tell the core and the interrupt logic only what this write changed
+    if csr == 0x300 or csr == 0x100:              # mstatus, sstatus
+        changed = status_before ^ file.mstatus
+        if changed & (MPRV | MPP | SUM | MXR):
             hart.sync_mode()
-        if csr in TIMER_CSRS:
-            hv.timers_changed()
+        if changed & (MIE | SIE):
+            hv.check_interrupts()
+        return
+    if csr in COUNTER_CSRS:
+        hart.sync_counters()
+    if csr in MODE_CSRS:
+        hart.sync_mode()
+    if csr in TIMER_CSRS:
+        hv.timers_changed()
+    if csr in IRQ_CSRS:
         hv.check_interrupts()
 
 
