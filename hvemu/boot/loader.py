@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.constants import P_FLAGS  # noqa: F401  (documents the flags we ignore)
 from elftools.elf.elffile import ELFFile
 
 from ..errors import ImageError

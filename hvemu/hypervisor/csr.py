@@ -98,7 +98,7 @@ class VirtualCsrFile:
     @property
     def sstatus(self) -> int:
         v = self.mstatus & SSTATUS_VIEW
-        if v & (FS | XS) in (FS, XS) or (v & FS) == FS or (v & XS) == XS:
+        if (v & FS) == FS or (v & XS) == XS:      # SD: some state is dirty
             v |= 1 << 63
         return v
 
