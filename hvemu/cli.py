@@ -68,7 +68,6 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
     from . import images
     from .console import TerminalConsole, stdout_console
     from .disks import DiskSpec
-    from .trace import Tracer
     from .vm import VM, VMConfig
 
     if timeout is not None and not math.isfinite(timeout):
@@ -92,6 +91,7 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
     console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
     vm = VM(config, console)
     if trace:
+        from .trace import Tracer  # capstone loads only when tracing
         vm.hv.tracer = Tracer()
     if interactive:
         console.vm = vm
