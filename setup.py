@@ -12,6 +12,26 @@ from setuptools import Extension, setup
 
 cflags = os.environ.get("HVEMU_CFLAGS", "-O2").split()
 
+
+def expand_templates(directory: str = "hvemu/core") -> None:
+    """Expand the core's Tempita templates (X.pxi.in -> X.pxi) when out of date."""
+    from Cython import Tempita
+    for name in os.listdir(directory):
+        if not name.endswith(".pxi.in"):
+            continue
+        src = os.path.join(directory, name)
+        dst = src[:-3]
+        if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+            continue
+        with open(src) as f:
+            text = Tempita.sub(f.read())
+        with open(dst, "w") as f:
+            f.write("# GENERATED from " + name + " by setup.py: edit that file instead.\n")
+            f.write(text)
+
+
+expand_templates()
+
 extensions = [
     Extension(
         "hvemu._core",
@@ -25,7 +45,8 @@ extensions = [
 setup(
     packages=["hvemu", "hvemu.hypervisor", "hvemu.devices", "hvemu.boot", "hvemu.firmware"],
     package_dir={"hvemu.firmware": "firmware"},
-    package_data={"hvemu": ["*.pxd", "*.pyx"], "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},
+    package_data={"hvemu": ["*.pxd", "*.pyx", "core/*.pxi", "core/*.pxi.in"],
+                  "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": 3},

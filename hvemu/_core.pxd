@@ -83,8 +83,8 @@ ctypedef struct HartState:
     uint64_t instret_offset
     uint64_t decodes
     int64_t core_ns       # host nanoseconds spent in run()
-    uint64_t trap_base   # a RAM range whose loads/stores exit as MMIO (HTIF's page)
-    uint64_t trap_size
+    uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
+    uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
     # the shadow TLB: [privilege U/S/M][access type][index]
     TlbEntry tlb[3][3][TLB_SIZE]
     uint32_t tlb_has_super

@@ -17,7 +17,7 @@ from .console import Console
 from .devices.bus import MmioBus
 from .devices.clint import Clint
 from .devices.finisher import TestFinisher
-from .devices.htif import Htif
+from .devices.htif import Htif, check_htif_words
 from .devices.plic import Plic
 from .devices.uart import Uart16550
 from .devices.virtio_blk import DiskImage, VirtioBlk
@@ -102,6 +102,7 @@ class VM:
                               irq=lambda level: self.plic.set_level(b.uart_irq, level))
         self.console.receive = self.uart.push_input
         self.finisher = TestFinisher(self.power)
+        self.htif: Htif | None = None
         self.disks: list[DiskImage] = []
         self.virtio: list[VirtioMmio] = []
         self._attach_disks(check_disks(config.disks))
@@ -190,15 +191,17 @@ class VM:
             self.hart.enter_supervisor(a0=self.hart.hartid, a1=fdt_addr)
 
     def _attach_htif(self, image: LoadedImage) -> None:
+        """Spike's HTIF for an ELF that defines `tohost` (the first such image wins):
+        stores to tohost exit to the Htif device; kept across reboots."""
         tohost = image.symbols.get("tohost")
-        if tohost is None:
+        if tohost is None or (self.htif is not None and self.htif.tohost != tohost):
             return
-        page = tohost & ~0xFFF
-        htif = Htif(self.memory, page, tohost, image.symbols.get("fromhost"),
-                    self.console, self.power)
-        if not any(d is htif for _, _, d in self.bus.regions):
-            self.bus.map(page, 0x1000, htif)
-        self.vcpu.trap_page(page, 0x1000)
+        fromhost = image.symbols.get("fromhost")
+        check_htif_words(image.path, self.memory, tohost, fromhost)
+        if self.htif is None:
+            self.htif = Htif(self.memory, tohost, fromhost, self.console, self.power)
+            self.bus.map(tohost, 8, self.htif)
+        self.vcpu.watch_store(tohost)
 
     # ---- lifecycle: created -> running <-> paused -> shutdown ----
     def run(self) -> Outcome:

@@ -1294,25 +1294,39 @@ def test_code_stored_by_one_vcpu_is_seen_by_another_sharing_memory(engine):
 
 
 # ---------------------------------------------------------------------------
-# Trapped RAM pages (HTIF's): loads and stores exit as MMIO, fetches do not
+# A watched word (HTIF's tohost): stores touching it exit as MMIO; everything else
+# on its page, loads of the word itself and fetches stay in the core
 # ---------------------------------------------------------------------------
 
-def test_trapped_ram_page_exits_mmio_for_loads_and_stores():
-    vcpu = make_vcpu([ld(A0, A1, 8), sd(A2, A1, 16), ECALL], {A1: DATA, A2: 7},
-                     {DATA + 8: 0x1234})
-    vcpu.trap_page(DATA, 0x1000)
-    assert run(vcpu) == MMIO and vcpu.exit_addr == DATA + 8 and not vcpu.exit_is_write
-    vcpu.complete_load(0x99)
-    assert run(vcpu) == MMIO and vcpu.exit_addr == DATA + 16 and vcpu.exit_is_write
-    assert vcpu.exit_value == 7
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_only_stores_touching_the_watched_word_exit(engine):
+    with using_engine(engine):
+        vcpu = make_vcpu([ld(A0, A1, 8), sd(A2, A1, 16), sw(A2, A1, 12), sd(A2, A1, 8), ECALL],
+                         {A1: DATA, A2: 7}, {DATA + 8: 0x1234})
+    vcpu.watch_store(DATA + 8)
+    assert run(vcpu) == MMIO                   # sw at +12 touches the watched word
+    assert vcpu.exit_addr == DATA + 12 and vcpu.exit_is_write and vcpu.exit_size == 4
+    assert vcpu.get_x(A0) == 0x1234            # the load ran in the core
+    assert read_u64(vcpu, DATA + 16) == 7      # so did the store next to the word
+    vcpu.complete()
+    assert run(vcpu) == MMIO and vcpu.exit_addr == DATA + 8 and vcpu.exit_value == 7
     vcpu.complete()
     run_to_ecall(vcpu)
-    assert vcpu.get_x(A0) == 0x99 and read_u64(vcpu, DATA + 16) == 0
+    assert read_u64(vcpu, DATA + 8) == 0x1234  # the hypervisor did not write it
 
 
-def test_code_in_a_trapped_page_still_runs():
+def test_stores_next_to_the_watched_word_do_not_exit_however_many():
+    vcpu = make_vcpu([addi(A0, ZERO, 1000), sd(A0, A1, 0), addi(A0, A0, -1),
+                      bne(A0, ZERO, -8), ECALL], {A1: DATA})
+    vcpu.watch_store(DATA + 8)
+    run_to_ecall(vcpu)
+    assert read_u64(vcpu, DATA) == 1
+    vcpu.watch_store(None)
+
+
+def test_code_on_the_watched_page_still_runs():
     vcpu = make_vcpu([addi(A0, ZERO, 3), ECALL])
-    vcpu.trap_page(CODE, 0x1000)
+    vcpu.watch_store(CODE + 0x800)
     run_to_ecall(vcpu)
     assert vcpu.get_x(A0) == 3
 
@@ -1341,3 +1355,29 @@ def test_budget_is_exact_through_instructions_the_fast_path_hands_over():
         vcpu.stop_at = total
         assert vcpu.run() == BUDGET and vcpu.instret == total
         assert read_u64(vcpu, DATA) == rounds
+
+
+# ---------------------------------------------------------------------------
+# Writes by the page walker (A/D bits) into a page of decoded instructions
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_d_bits_the_walker_sets_in_a_code_page_drop_the_decoded_instructions(engine):
+    # The root page table is the code page itself: its entry 32, at CODE + 0x100, is a
+    # 1 GiB leaf (V R X U, A clear) mapping VA 0x8_0000_0000 -> RAM.  As an instruction
+    # word it reads 0x2000001b, `addiw x0, x0, 512`, followed by the all-zero (illegal)
+    # upper half.  The walker's A bit makes it 0x2000005b, itself illegal.
+    pte = (RAM_BASE >> 12 << 10) | 0x1B
+    with using_engine(engine):
+        vcpu = make_vcpu([jal(ZERO, 0x100), ld(A0, A1, 0), ECALL],
+                         {A1: (32 << 30) + (DATA - RAM_BASE)},
+                         {CODE + 0x100: pte, DATA: 0x5A})
+    assert run(vcpu) == EXCEPTION and vcpu.exit_pc == CODE + 0x104   # ran the PTE word
+    vcpu.set_mode(3, 1, 8, CODE, True, False)       # loads at S through the table (MPRV)
+    vcpu.pc = CODE + 4
+    run_to_ecall(vcpu)
+    assert vcpu.get_x(A0) == 0x5A and read_u64(vcpu, CODE + 0x100) == pte | 0x40
+    vcpu.set_mode(3, 3, 0, 0, False, False)
+    vcpu.pc = CODE + 0x100
+    assert run(vcpu) == EXCEPTION
+    assert (vcpu.exit_pc, vcpu.exit_tval) == (CODE + 0x100, 0x2000005B)
