@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 BOOT_ROM = 0x1000
 FINISHER = 0x100000
+RTC = 0x101000
+RTC_IRQ = 11
 CLINT = 0x2000000
 PLIC = 0xC000000
 UART = 0x10000000
@@ -22,7 +24,11 @@ class Board:
     harts: int = 1
     ram_base: int = RAM_BASE
     bootargs: str = ""
+    initrd: tuple[int, int] | None = None     # guest-physical [start, end) of the initrd
+    rng_seed: bytes = b""                     # /chosen/rng-seed
     finisher: int = FINISHER
+    rtc: int = RTC
+    rtc_irq: int = RTC_IRQ
     clint: int = CLINT
     plic: int = PLIC
     plic_sources: int = 96
@@ -31,6 +37,13 @@ class Board:
     timebase: int = TIMEBASE
     isa: str = ISA
     virtio_slots_used: list[int] = field(default_factory=list)
+
+    @property
+    def isa_extensions(self) -> list[str]:
+        """The ISA string as the device tree's riscv,isa-extensions list: single letters,
+        then the multi-letter extensions (the one source of truth is `isa`)."""
+        base, *multi = self.isa.split("_")
+        return list(base[len("rv64"):]) + multi
 
     @staticmethod
     def virtio_irq(base: int) -> int:

@@ -46,6 +46,12 @@ def cli() -> None:
               "e.g. OpenSBI's fw_jump.bin")
 @click.option("--kernel", default=None, help="an S-mode kernel loaded at 0x8020_0000; "
               "without firmware the hypervisor provides SBI itself")
+@click.option("--initrd", default=None, help="an initial RAM disk for the --kernel "
+              "(placed as QEMU does: kernel + min(RAM/2, 128 MiB))")
+@click.option("--append", default="", help="the kernel command line (/chosen/bootargs)")
+@click.option("--clock", type=click.Choice(["virtual", "host"]), default="virtual",
+              show_default=True, help="virtual: time counts instructions (reproducible); "
+              "host: time follows the host clock and an idle guest sleeps")
 @click.option("--memory", "-m", default="128M", show_default=True,
               help="guest RAM size (suffixes K, M, G)")
 @click.option("--max-instructions", type=click.IntRange(min=1), default=None,
@@ -62,8 +68,8 @@ def cli() -> None:
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
-def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_json,
-         trace, disks, reference) -> None:
+def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, timeout, stats,
+         stats_json, trace, disks, reference) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -86,7 +92,8 @@ def boot(image, bios, kernel, memory, max_instructions, timeout, stats, stats_js
                       kernel=images.resolve(kernel) if kernel else None,
                       memory=parse_size(memory),
                       max_instructions=max_instructions, timeout=timeout,
-                      reference=reference, disks=[DiskSpec.parse(d) for d in disks])
+                      reference=reference, disks=[DiskSpec.parse(d) for d in disks],
+                      initrd=initrd, append=append, clock=clock)
     interactive = sys.stdin.isatty()
     console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
     vm = VM(config, console)

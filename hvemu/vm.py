@@ -6,17 +6,21 @@ entry (an ELF's e_entry, or 0x8000_0000 for a raw image).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import _core
 from .board import BOOT_ROM, VIRTIO_BASE, VIRTIO_SLOTS, Board
 from .boot.devicetree import build_device_tree
-from .boot.loader import LoadedImage, load_image
+from .boot.linux import check_command_line, initrd_address
+from .boot.loader import LoadedImage, load_image, read_initrd
 from .boot.rom import boot_rom
 from .console import Console
 from .devices.bus import MmioBus
 from .devices.clint import Clint
 from .devices.finisher import TestFinisher
+from .devices.goldfish_rtc import GoldfishRtc
 from .devices.htif import Htif, check_htif_words
 from .devices.plic import Plic
 from .devices.uart import Uart16550
@@ -24,7 +28,7 @@ from .devices.virtio_blk import DiskImage, VirtioBlk
 from .devices.virtio_mmio import EmptyVirtioSlot, VirtioMmio
 from .disks import DiskSpec, check_disks
 from .errors import HvemuError
-from .hypervisor.clock import VirtualClock
+from .hypervisor.clock import make_clock
 from .hypervisor.hart import VirtualHart
 from .hypervisor.hypervisor import Hypervisor, Stop
 from .hypervisor.sbi import SbiFirmware
@@ -35,6 +39,21 @@ MAX_MEMORY = 64 << 30
 
 
 KERNEL_OFFSET = 0x200000   # a kernel loads at RAM + 2 MiB (fw_jump FW_JUMP_ADDR)
+FW_JUMP_FDT_OFFSET = 0x2200000   # OpenSBI fw_jump (generic) copies the device tree here
+# /chosen/rng-seed: the same every boot, so that runs stay reproducible
+RNG_SEED = hashlib.sha256(b"hvemu rng-seed").digest()
+
+
+def check_fw_jump(firmware: LoadedImage, kernel: LoadedImage) -> None:
+    """OpenSBI's fw_jump puts the device tree at RAM + 34 MiB: a kernel reaching past it
+    would overwrite it.  fw_dynamic takes the device tree where it is."""
+    if "fw_jump" not in Path(firmware.path).name:
+        return
+    fdt = firmware.low + FW_JUMP_FDT_OFFSET
+    if kernel.low < fdt <= kernel.high:
+        raise HvemuError(f"{kernel.path}: the kernel occupies {kernel.low:#x}-{kernel.high:#x}, "
+                         f"over {fdt:#x} where OpenSBI's fw_jump puts the device tree; "
+                         "use fw_dynamic.bin as --bios instead")
 
 
 @dataclass
@@ -46,6 +65,9 @@ class VMConfig:
     timeout: float | None = None      # seconds of host time
     reference: bool = False           # reference interpreter and Python handlers only
     disks: list[DiskSpec] = field(default_factory=list)
+    initrd: str | None = None         # an initial RAM disk for the --kernel, placed as QEMU does
+    append: str = ""                  # the kernel command line (/chosen/bootargs)
+    clock: str = "virtual"            # "virtual" (instruction-counted) or "host"
 
 
 @dataclass
@@ -88,7 +110,10 @@ class VM:
             raise HvemuError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
                              "host: give a smaller --memory") from None
         self.vcpu = _core.VCpu(self.memory)
-        self.clock = VirtualClock(self.vcpu, on_change=lambda: self.hart.sync_counters())
+        if config.clock not in ("virtual", "host"):
+            raise HvemuError(f"clock {config.clock!r}: give virtual or host")
+        self.clock = make_clock(config.clock, self.vcpu,
+                                on_change=lambda: self.hart.sync_counters())
         self.hart = VirtualHart(self.vcpu, 0, self.clock)
         self.vcpu.fast = not config.reference
         self.hart.native_counters = not config.reference
@@ -102,11 +127,14 @@ class VM:
                               irq=lambda level: self.plic.set_level(b.uart_irq, level))
         self.console.receive = self.uart.push_input
         self.finisher = TestFinisher(self.power)
+        self.rtc = GoldfishRtc(self.clock, irq=lambda level: self.plic.set_level(b.rtc_irq, level),
+                               on_change=self._timer_changed)
         self.htif: Htif | None = None
         self.disks: list[DiskImage] = []
         self.virtio: list[VirtioMmio] = []
         self._attach_disks(check_disks(config.disks))
         self.bus.map(b.finisher, 0x1000, self.finisher)
+        self.bus.map(b.rtc, 0x1000, self.rtc)
         self.bus.map(b.clint, 0x10000, self.clint)
         self.bus.map(b.plic, Plic.size, self.plic)
         self.bus.map(b.uart, 0x1000, self.uart)
@@ -160,17 +188,34 @@ class VM:
         cfg = self.config
         if cfg.image is None and cfg.kernel is None:
             raise HvemuError("no guest image given")
+        if cfg.kernel is None and (cfg.initrd is not None or cfg.append):
+            raise HvemuError("--initrd and --append need a --kernel")
         self.images = []
         firmware = kernel = None
         if cfg.image is not None:
             firmware = load_image(cfg.image, self.memory)
+            if firmware.kind == "linux":
+                raise HvemuError(f"{cfg.image}: a Linux Image runs in S-mode: give it with "
+                                 "--kernel (alone, or after --bios firmware)")
             self.images.append(firmware)
         if cfg.kernel is not None:
             kernel = load_image(cfg.kernel, self.memory, self.board.ram_base + KERNEL_OFFSET)
             if firmware is not None and firmware.low <= kernel.high and kernel.low <= firmware.high:
                 raise HvemuError(f"{cfg.kernel}: kernel at {kernel.low:#x}-{kernel.high:#x} "
                                  f"overlaps the firmware at {firmware.low:#x}-{firmware.high:#x}")
+            if firmware is not None:
+                check_fw_jump(firmware, kernel)
             self.images.append(kernel)
+        self.board.bootargs = check_command_line(cfg.append).decode() if cfg.append else ""
+        self.board.initrd = None
+        self.board.rng_seed = RNG_SEED
+        initrd = None
+        if cfg.initrd is not None:
+            initrd = read_initrd(cfg.initrd, self.memory.ram_size)
+            start = initrd_address(kernel.entry, self.memory.ram_size)
+            if start <= kernel.high:
+                start = (kernel.high + 0x1000) & ~0xFFF
+            self.board.initrd = (start, start + len(initrd))
         dtb = build_device_tree(self.board)
         fdt_addr = self.board.fdt_address(len(dtb))
         for image in self.images:
@@ -178,6 +223,13 @@ class VM:
                 raise HvemuError(f"{image.path}: image overlaps the device tree at "
                                  f"{fdt_addr:#x}; give the VM more --memory")
             self._attach_htif(image)
+        if initrd is not None:
+            start, end = self.board.initrd
+            if end > fdt_addr:
+                raise HvemuError(f"{cfg.initrd}: the initrd ({len(initrd):,} bytes at "
+                                 f"{start:#x}) does not fit below the device tree at "
+                                 f"{fdt_addr:#x}; give the VM more --memory")
+            self.memory.write(start, initrd)
         self.memory.write(fdt_addr, dtb)
         self.fdt_addr = fdt_addr
         if firmware is not None:

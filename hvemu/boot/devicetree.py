@@ -35,6 +35,12 @@ def build_device_tree(board: Board) -> bytes:
     chosen = _node("chosen", fdt.PropStrings("stdout-path", f"/soc/serial@{board.uart:x}"))
     if board.bootargs:
         chosen.append(fdt.PropStrings("bootargs", board.bootargs))
+    if board.initrd is not None:
+        start, end = board.initrd
+        chosen.append(fdt.PropWords("linux,initrd-start", start >> 32, start & 0xFFFFFFFF))
+        chosen.append(fdt.PropWords("linux,initrd-end", end >> 32, end & 0xFFFFFFFF))
+    if board.rng_seed:
+        chosen.append(fdt.PropBytes("rng-seed", data=board.rng_seed))
     root.append(chosen)
     root.append(_node(f"memory@{board.ram_base:x}", fdt.PropStrings("device_type", "memory"),
                       _reg(board.ram_base, board.ram_size)))
@@ -50,6 +56,8 @@ def build_device_tree(board: Board) -> bytes:
                     fdt.PropWords("reg", hart), fdt.PropStrings("status", "okay"),
                     fdt.PropStrings("compatible", "riscv"),
                     fdt.PropStrings("riscv,isa", board.isa),
+                    fdt.PropStrings("riscv,isa-base", board.isa[:len("rv64i")]),
+                    fdt.PropStrings("riscv,isa-extensions", *board.isa_extensions),
                     fdt.PropStrings("mmu-type", "riscv,sv39"), intc)
         cpus.append(cpu)
     root.append(cpus)
@@ -66,6 +74,9 @@ def build_device_tree(board: Board) -> bytes:
     soc.append(_node("reboot", fdt.PropStrings("compatible", "syscon-reboot"),
                      fdt.PropWords("regmap", TEST_PHANDLE), fdt.PropWords("offset", 0),
                      fdt.PropWords("value", 0x7777)))
+    soc.append(_node(f"rtc@{board.rtc:x}", fdt.PropStrings("compatible", "google,goldfish-rtc"),
+                     _reg(board.rtc, 0x1000), fdt.PropWords("interrupts", board.rtc_irq),
+                     fdt.PropWords("interrupt-parent", PLIC_PHANDLE)))
     soc.append(_node(f"serial@{board.uart:x}", fdt.PropStrings("compatible", "ns16550a"),
                      _reg(board.uart, 0x100), fdt.PropWords("clock-frequency", 0x384000),
                      fdt.PropWords("interrupts", board.uart_irq),

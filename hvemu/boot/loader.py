@@ -7,6 +7,7 @@ loaded at a given address (RAM base by default), like QEMU's `-kernel`/`-bios`.
 from __future__ import annotations
 
 import io
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from ..errors import ImageError
+from .linux import check_image, parse_header
 
 EM_RISCV = 243
 ELF_MAGIC = b"\x7fELF"
@@ -23,7 +25,7 @@ ELF_MAGIC = b"\x7fELF"
 @dataclass
 class LoadedImage:
     path: str
-    kind: str                       # "elf" or "raw"
+    kind: str                       # "elf", "raw" or "linux" (a Linux Image)
     entry: int
     low: int                        # lowest and highest guest-physical byte loaded
     high: int
@@ -51,6 +53,13 @@ def load_image(path: str | Path, memory, raw_address: int | None = None) -> Load
     if data[:4] == ELF_MAGIC:
         return _load_elf(str(path), data, memory)
     addr = memory.ram_base if raw_address is None else raw_address
+    linux = parse_header(data)
+    if linux is not None:                     # the kernel's BSS reaches past the file end
+        check_image(str(path), data, linux)
+        size = max(len(data), linux.image_size)
+        _check_fits(str(path), memory, addr, size)
+        memory.write(addr, data)
+        return LoadedImage(str(path), "linux", addr, addr, addr + size - 1)
     _check_fits(str(path), memory, addr, len(data))
     memory.write(addr, data)
     return LoadedImage(str(path), "raw", addr, addr, addr + len(data) - 1)
@@ -98,3 +107,25 @@ def _load_elf(path: str, data: bytes, memory) -> LoadedImage:
     except (ELFError, ValueError, KeyError, IndexError, OSError, OverflowError,
             struct.error, AssertionError, TypeError, AttributeError) as e:
         raise ImageError(f"{path}: malformed ELF ({type(e).__name__}: {e})") from None
+
+
+def read_initrd(path: str | Path, ram_size: int) -> bytes:
+    """An initrd's bytes: a readable regular file no larger than RAM (checked before
+    reading)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageError(f"--initrd {path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"--initrd {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"--initrd {path}: not a regular file")
+    if st.st_size > ram_size:
+        raise ImageError(f"--initrd {path}: {st.st_size:,} bytes do not fit in "
+                         f"{ram_size >> 20} MiB of RAM; give the VM more --memory")
+    try:
+        with open(p, "rb") as f:
+            return f.read(ram_size + 1)
+    except OSError as e:
+        raise ImageError(f"--initrd {path}: cannot read ({e.strerror})") from None

@@ -99,6 +99,8 @@ class VirtualHart:
         mask = 0
         if self.native_counters:
             mask = sum(1 << bit for bit in range(3) if c.counter_allowed(bit, self.priv))
+            if not self.clock.native_time:
+                mask &= ~2                           # time: only the hypervisor knows it
         clock = self.clock
         self.vcpu.set_counters(mask, clock.ipt if clock else 10,
                                (clock.offset if clock else 0) & MASK64,

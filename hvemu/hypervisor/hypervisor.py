@@ -171,6 +171,7 @@ class Hypervisor:
             raise Stop("timeout")
         if self.poll is not None:
             self.poll()
+        self.vm.rtc.poll()
         self.timers_changed()
         self.check_interrupts()
 
@@ -264,7 +265,8 @@ class Hypervisor:
         c = self.hart.csr
         deadlines = [t for t in (self.clint.mtimecmp[self.hart.hartid],
                                  c.stimecmp if c.menvcfg & MENVCFG_STCE else None,
-                                 self.sbi.timecmp if self.sbi is not None else None)
+                                 self.sbi.timecmp if self.sbi is not None else None,
+                                 self.vm.rtc.next_deadline())
                      if t is not None and t > now and t < (1 << 63)]
         return min(deadlines) if deadlines else None
 
@@ -297,7 +299,10 @@ class Hypervisor:
             return
         deadline = self.next_timer_deadline()
         if deadline is not None and c.mie & (MTIP | STIP):
-            self.clock.skip_to(deadline)
+            self.clock.wait_until(deadline, self.vm.console, self.deadline)
+            if self.clock.realtime and self.poll is not None:
+                self.poll()                  # input may have come while the host slept
+            self.vm.rtc.poll()
             self.timers_changed()
             self.check_interrupts()
             return
