@@ -26,9 +26,18 @@ FIRMWARE = REPO / "firmware"
 BUNDLED = ("hello", "bench", "csrloop", "htif")
 HELLO_ELF = FIRMWARE / "hello.elf"
 
-# exit codes of `hvemu boot` (hvemu/cli.py)
-EXIT_BAD_INPUT, EXIT_USAGE = 1, 2
+# exit codes of `hvemu` (the table in hvemu/cli.py): hvemu's own failures are
+# <sysexits.h> codes, so that they never look like a guest's own exit code 1 or 2
+EXIT_USAGE = 64          # a bad command line (EX_USAGE)
+EXIT_DATAERR = 65        # a malformed input file (EX_DATAERR)
+EXIT_NOINPUT = 66        # an input file missing, unreadable or not a regular file
+EXIT_SOFTWARE = 70       # an internal error
+EXIT_OSERR = 71          # the host cannot allocate guest RAM
+EXIT_CANTCREAT = 73      # an output file cannot be created
+EXIT_IOERR = 74          # host I/O failed (stdout closed or full)
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS = 120, 121, 124, 125
+HVEMU_FAILURES = (EXIT_USAGE, EXIT_DATAERR, EXIT_NOINPUT, EXIT_SOFTWARE, EXIT_OSERR,
+                  EXIT_CANTCREAT, EXIT_IOERR)
 
 
 def run_hvemu(*args, timeout: float = 60, cwd=None, env=None) -> subprocess.CompletedProcess:

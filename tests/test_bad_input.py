@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    EXIT_BAD_INPUT,
+    EXIT_CANTCREAT,
+    EXIT_DATAERR,
     EXIT_FAULT,
+    EXIT_NOINPUT,
+    EXIT_OSERR,
     EXIT_USAGE,
     HELLO_ELF,
     RV,
@@ -64,17 +67,17 @@ def assert_one_line_error(proc, code: int, *fragments: str) -> str:
 
 def test_a_missing_file_is_a_one_line_error(tmp_path):
     proc = run_hvemu("boot", tmp_path / "no-such-image.elf")
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "no-such-image.elf", "no such file")
+    assert_one_line_error(proc, EXIT_NOINPUT, "no-such-image.elf", "no such file")
 
 
 def test_a_directory_is_a_one_line_error(tmp_path):
     proc = run_hvemu("boot", tmp_path)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "is a directory")
+    assert_one_line_error(proc, EXIT_NOINPUT, "is a directory")
 
 
 def test_an_empty_file_is_a_one_line_error(raw_image):
     proc = run_hvemu("boot", raw_image(b"", "empty.bin"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "empty.bin", "empty file")
+    assert_one_line_error(proc, EXIT_DATAERR, "empty.bin", "empty file")
 
 
 @pytest.mark.parametrize("data", [
@@ -84,44 +87,46 @@ def test_an_empty_file_is_a_one_line_error(raw_image):
 ], ids=["random-tail", "magic-only", "truncated-header"])
 def test_garbage_that_starts_with_the_elf_magic_is_a_malformed_elf(raw_image, data):
     proc = run_hvemu("boot", raw_image(data, "garbage.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "garbage.elf", "malformed ELF")
+    assert_one_line_error(proc, EXIT_DATAERR, "garbage.elf", "malformed ELF")
 
 
 def test_an_elf_for_another_architecture_is_refused():
     proc = run_hvemu("boot", host_elf())
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "not RISC-V")
+    assert_one_line_error(proc, EXIT_DATAERR, "not RISC-V")
 
 
 def test_a_32_bit_elf_is_refused(raw_image):
     proc = run_hvemu("boot", raw_image(elf32_riscv(), "rv32.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "rv32.elf", "not a 64-bit")
+    assert_one_line_error(proc, EXIT_DATAERR, "rv32.elf", "not a 64-bit")
 
 
 def test_an_image_larger_than_ram_is_refused(raw_image):
     big = raw_image(bytes(2 << 20), "big.bin")
     proc = run_hvemu("boot", "--memory", "1M", big)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "big.bin", "does not fit in RAM",
+    assert_one_line_error(proc, EXIT_DATAERR, "big.bin", "does not fit in RAM",
                           "0x80000000-0x801fffff", "--memory")
 
 
 def test_an_image_overlapping_the_device_tree_asks_for_more_memory(raw_image):
     # 1 MiB RAM: the device tree goes at the RAM base, where any image starts
     proc = run_hvemu("boot", "--memory", "1M", raw_image(RV.code(RV.J_SELF)))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "device tree", "--memory")
+    assert_one_line_error(proc, EXIT_DATAERR, "device tree", "--memory")
 
 
 # ---- bad options ----
 
 @pytest.mark.parametrize("size, fragment", [
     ("0", "not usable"),
-    ("lots", "bad size 'lots'"),
-    ("3", "multiple of 4 KiB"),
-    ("4095", "multiple of 4 KiB"),
+    ("lots", "bad memory size 'lots'"),
+    ("3B", "not usable"),
+    ("4097K", "multiple of 4 KiB"),
+    ("1048577B", "multiple of 4 KiB"),
     ("65G", "not usable"),
+    ("65537", "not usable"),                         # a bare number is MiB, as in QEMU
 ])
 def test_an_unusable_memory_size_is_a_one_line_error(size, fragment):
     proc = run_hvemu("boot", "--memory", size)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, fragment)
+    assert_one_line_error(proc, EXIT_USAGE, "--memory", fragment)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -135,7 +140,7 @@ def test_an_unusable_memory_size_is_a_one_line_error(size, fragment):
     (["reboot"], "No such command"),
 ], ids=["unknown-option", "negative-max-insns", "zero-max-insns", "word-max-insns",
         "zero-timeout", "negative-timeout", "extra-argument", "unknown-command"])
-def test_a_bad_command_line_exits_2_with_one_line(args, fragment):
+def test_a_bad_command_line_exits_64_with_one_line(args, fragment):
     proc = run_hvemu(*args)
     assert_one_line_error(proc, EXIT_USAGE, fragment)
 
@@ -207,20 +212,19 @@ def test_an_elf_with_an_absurd_file_offset_is_a_malformed_elf(raw_image, field_o
     assert int.from_bytes(data[64 + 56:64 + 60], "little") == 1       # phdr 1 is the PT_LOAD
     data[field_offset:field_offset + 8] = (0xA700000000000000).to_bytes(8, "little")
     proc = run_hvemu("boot", raw_image(bytes(data), "phoff.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "phoff.elf", "malformed ELF")
+    assert_one_line_error(proc, EXIT_DATAERR, "phoff.elf", "malformed ELF")
 
 
 def test_a_stats_json_path_that_cannot_be_written_is_refused_before_the_guest_runs(tmp_path):
     proc = run_hvemu("boot", "--stats-json", tmp_path / "missing" / "stats.json")
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "--stats-json", "stats.json")
+    assert_one_line_error(proc, EXIT_CANTCREAT, "--stats-json", "stats.json")
     assert proc.stdout == ""                       # hello never ran
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_timeout_that_is_not_a_finite_number_is_refused(value):
     proc = run_hvemu("boot", "--timeout", value, timeout=30)
-    assert proc.returncode in (EXIT_BAD_INPUT, EXIT_USAGE)
-    assert_one_line_error(proc, proc.returncode, "--timeout")
+    assert_one_line_error(proc, EXIT_USAGE, "--timeout")
     assert proc.stdout == ""
 
 
@@ -236,4 +240,4 @@ def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
         "main(['boot', '--memory', '64G'])\n")
     proc = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "guest RAM", "--memory")
+    assert_one_line_error(proc, EXIT_OSERR, "guest RAM", "--memory")
