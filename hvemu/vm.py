@@ -127,7 +127,9 @@ class VM:
                 raise NoInputError(f"disk {spec.path}: {e.strerror}") from None
             base = VIRTIO_BASE + 0x1000 * slot
             irq = b.virtio_irq(base)
-            dev = VirtioMmio(self.memory, VirtioBlk(disk, serial=f"hvemu-disk{slot}"),
+            blk = VirtioBlk(disk, serial=f"hvemu-disk{slot}",
+                            check=lambda: self.hv.check_limits())   # limits hold mid-request
+            dev = VirtioMmio(self.memory, blk,
                              irq=lambda level, irq=irq: self.plic.set_level(irq, level))
             self.bus.map(base, 0x1000, dev)
             self.disks.append(disk)

@@ -17,6 +17,8 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,42 @@ def run_hvemu(*args, timeout: float = 60, cwd=None, env=None) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "hvemu.cli", *map(str, args)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           errors="replace", timeout=timeout, cwd=cwd, env=environment)
+
+
+def run_hvemu_measured(*args, timeout: float = 60, address_space: int | None = None,
+                       env=None) -> tuple[subprocess.CompletedProcess, int]:
+    """`hvemu ARGS...` as run_hvemu() does, and the peak resident memory of that process
+    in bytes (from wait4, so only its own); address_space: an RLIMIT_AS for it in bytes,
+    so that an allocation beyond it fails there instead of hurting this host."""
+    import resource
+
+    def limit() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    environment = dict(os.environ if env is None else env)
+    environment.pop("HVEMU_DEBUG", None)
+    environment["OPENBLAS_NUM_THREADS"] = "1"      # numpy's thread pool: no address space
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "hvemu.cli", *map(str, args)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=environment, preexec_fn=limit)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            time.sleep(0.01)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                           out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    return done, usage.ru_maxrss * 1024
 
 
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
