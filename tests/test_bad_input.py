@@ -2,6 +2,7 @@
 is a `guest fault:` report (pc, cause, disassembled instruction) and exit 120."""
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -15,12 +16,14 @@ from conftest import (
     EXIT_CANTCREAT,
     EXIT_DATAERR,
     EXIT_FAULT,
+    EXIT_MAX_INSNS,
     EXIT_NOINPUT,
     EXIT_OSERR,
     EXIT_USAGE,
     HELLO_ELF,
     RV,
     run_hvemu,
+    run_hvemu_measured,
     stderr_lines,
 )
 
@@ -241,3 +244,117 @@ def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
     proc = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
     assert_one_line_error(proc, EXIT_OSERR, "guest RAM", "--memory")
+
+
+# ---- what the image loader refuses before reading (issue 8, items 9 and 10) ----
+
+def elf64(segments, entry=0x8000_0000, phnum=None, extra_phdrs=b"") -> bytes:
+    """A minimal RV64 ELF: segments are (p_paddr, p_filesz, p_memsz[, p_type]); the file
+    bytes of each are `j .` instructions, laid out after the program headers."""
+    phoff, n = 64, len(segments)
+    data_at = phoff + 56 * n + len(extra_phdrs)
+    phdrs, body = b"", b""
+    for seg in segments:
+        paddr, filesz, memsz, ptype = (*seg, 1)[:4]
+        phdrs += struct.pack("<IIQQQQQQ", ptype, 7, data_at + len(body), paddr, paddr,
+                             filesz, memsz, 0x1000)
+        body += struct.pack("<I", RV.J_SELF) * (filesz // 4) + bytes(filesz % 4)
+    ehdr = (b"\x7fELF\x02\x01\x01" + bytes(9)
+            + struct.pack("<HHIQQQIHHHHHH", 2, 243, 1, entry, phoff, 0, 0, 64, 56,
+                          n if phnum is None else phnum, 64, 0, 0))
+    return ehdr + phdrs + extra_phdrs + body
+
+
+def test_a_well_formed_elf64_of_the_test_builder_boots(raw_image):
+    """The builder below makes images hvemu runs: the refusals are about what they vary."""
+    proc = run_hvemu("boot", "--max-instructions", "100",
+                     raw_image(elf64([(0x8000_0000, 8, 0x1000)]), "ok.elf"))
+    assert proc.returncode == EXIT_MAX_INSNS, proc.stderr
+
+
+@pytest.mark.parametrize("segments, entry, fragments", [
+    ([(0x8000_0000, 0x2000, 0x2000), (0x8000_1000, 8, 0x1000)], 0x8000_0000,
+     ["segments 0 and 1 overlap", "0x80001000-0x80001fff"]),
+    ([(0x8000_0000, 8, 0x1000)], 0x9000_0000,
+     ["entry point 0x90000000 is outside every loaded segment", "0x80000000-0x80000fff"]),
+    ([(0x8000_0000, 8, 0x1000)], 0x8000_1000, ["entry point 0x80001000 is outside"]),
+    ([(0x8000_0000, 0x20, 0x10)], 0x8000_0000,
+     ["segment 0 has p_filesz 0x20 larger than p_memsz 0x10"]),
+], ids=["overlapping-segments", "entry-outside", "entry-just-past-the-end", "filesz-gt-memsz"])
+def test_an_elf_that_qemu_refuses_is_refused_with_what_is_wrong(raw_image, segments, entry,
+                                                                fragments):
+    proc = run_hvemu("boot", raw_image(elf64(segments, entry), "bad.elf"))
+    line = assert_one_line_error(proc, EXIT_DATAERR, "bad.elf", *fragments)
+    assert "negative" not in line
+
+
+def test_e_phnum_0xffff_is_named_not_called_no_loadable_segments(raw_image):
+    data = elf64([(0x8000_0000, 8, 0x1000)], phnum=0xFFFF)
+    line = assert_one_line_error(run_hvemu("boot", raw_image(data, "xnum.elf")), EXIT_DATAERR,
+                                 "e_phnum is 0xffff", "PN_XNUM")
+    assert "no loadable segments" not in line
+
+
+def test_an_elf_without_program_headers_says_so(raw_image):
+    data = elf64([], phnum=0)
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "obj.elf")), EXIT_DATAERR,
+                          "no program headers")
+
+
+def test_program_headers_past_the_end_of_the_file_are_a_malformed_elf(raw_image):
+    data = elf64([(0x8000_0000, 8, 0x1000)], phnum=200)
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "short.elf")), EXIT_DATAERR,
+                          "malformed ELF", "200 program headers", "past the end of the file")
+
+
+def test_a_segment_no_memory_size_could_hold_does_not_suggest_a_larger_memory(raw_image):
+    data = elf64([(0x8000_0000, 8, 1 << 40)])                 # 1 TiB of p_memsz
+    line = assert_one_line_error(run_hvemu("boot", raw_image(data, "huge.elf")), EXIT_DATAERR,
+                                 "huge.elf", "ELF segment 0", "does not fit in RAM",
+                                 "no --memory can hold it")
+    assert "try a larger --memory" not in line
+
+
+def test_a_segment_a_larger_memory_would_hold_suggests_it(raw_image):
+    data = elf64([(0x8000_0000, 8, 256 << 20)])
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "big.elf")), EXIT_DATAERR,
+                          "does not fit in RAM", "try a larger --memory")
+
+
+@pytest.mark.parametrize("data", [b"\x13", b"\x13\x00", b"\x13\x00\x00"],
+                         ids=["1-byte", "half-of-a-32-bit-insn", "3-bytes"])
+def test_a_raw_image_shorter_than_its_first_instruction_is_refused(raw_image, data):
+    proc = run_hvemu("boot", raw_image(data, "tiny.bin"))
+    assert_one_line_error(proc, EXIT_DATAERR, "tiny.bin", "shorter than one instruction")
+
+
+def test_a_raw_image_of_one_compressed_instruction_runs(raw_image):
+    proc = run_hvemu("boot", "--max-instructions", "10", raw_image(b"\x01\xa0", "cj.bin"))
+    assert proc.returncode == EXIT_MAX_INSNS, proc.stderr        # c.j . spins
+
+
+@pytest.mark.parametrize("option", ["IMAGE", "--kernel"])
+def test_a_fifo_as_the_image_is_refused_at_once_instead_of_blocking(tmp_path, option):
+    fifo = tmp_path / "image.fifo"
+    os.mkfifo(fifo)
+    args = [fifo] if option == "IMAGE" else ["--kernel", fifo]
+    proc = run_hvemu("boot", *args, timeout=30)                 # it used to block forever
+    assert_one_line_error(proc, EXIT_NOINPUT, "image.fifo", "is a FIFO, not a regular file")
+
+
+def test_dev_zero_as_the_image_is_refused_instead_of_read_until_memory_runs_out():
+    proc = run_hvemu("boot", "/dev/zero", timeout=30)
+    assert_one_line_error(proc, EXIT_NOINPUT, "/dev/zero", "is a character device")
+
+
+def test_a_sparse_raw_image_larger_than_ram_is_refused_on_its_size_without_reading_it(tmp_path):
+    """A 2 GiB sparse file cost 2.1 GB of RSS before it was refused; now its size is
+    checked first (under a 1 GiB address-space limit the old code could not even try)."""
+    image = tmp_path / "sparse.bin"
+    with open(image, "wb") as f:
+        f.write(RV.code(RV.J_SELF))
+        f.truncate(2 << 30)
+    proc, peak = run_hvemu_measured("boot", image, address_space=1 << 30)
+    assert_one_line_error(proc, EXIT_DATAERR, "sparse.bin", "does not fit in RAM",
+                          "try a larger --memory")
+    assert peak < 256 << 20, peak
