@@ -283,7 +283,7 @@ def list_images() -> None:
 
 @cli.command("bench")
 @click.argument("images_", metavar="[IMAGE]...", nargs=-1)
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--repeat", type=COUNT, default=3, show_default=True,
               help="runs per figure; the best counts")
 @click.option("--qemu/--no-qemu", default=True, show_default=True,
               help="also time the same guest on qemu-system-riscv64, when installed")

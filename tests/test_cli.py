@@ -302,6 +302,15 @@ def test_a_number_with_anything_but_ascii_digits_and_a_suffix_is_refused(option,
     assert proc.stdout == ""                               # the guest never ran
 
 
+@pytest.mark.parametrize("seconds", ["18446744073709551616", "1e300"])
+def test_a_timeout_too_long_to_wait_for_is_just_a_long_timeout(seconds):
+    """Found by the fuzz suite: the watchdog once passed it to Event.wait, which refuses
+    timeouts that large (OverflowError in the watchdog thread)."""
+    proc = run_hvemu("boot", "--timeout", seconds)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "hello: all tests passed" in proc.stdout.splitlines()
+
+
 def test_the_largest_instruction_count_is_accepted():
     proc = run_hvemu("boot", "--max-instructions", str((1 << 64) - 1))
     assert proc.returncode == 0, proc.stderr

@@ -130,8 +130,9 @@ class Hypervisor:
         deadline = self.deadline
 
         def watch() -> None:
-            if done.wait(max(0.0, deadline - time.monotonic())):
-                return
+            while (left := deadline - time.monotonic()) > 0:
+                if done.wait(min(left, 3600.0)):      # Event.wait refuses huge timeouts
+                    return
             while True:
                 self.request("timeout")
                 if done.wait(WATCHDOG_KICK):
