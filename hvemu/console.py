@@ -117,6 +117,7 @@ class Console:
     @property
     def text(self) -> str:
         return self.output_bytes.decode("utf-8", "replace")
+
     # ---- host -> guest ----
     def send(self, data: bytes | str) -> None:
         """Queue input for the guest (thread-safe); delivered at the next poll."""
