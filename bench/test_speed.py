@@ -155,7 +155,8 @@ class _StampedConsole(Console):
     def output(self, data: bytes) -> None:
         super().output(data)
         if b"\n" in data:
-            line = self.output_bytes.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()
+            tail = self.output_since(self.position - 256)   # the line just finished
+            line = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode()
             if line.startswith("diskbench: phase "):
                 self.stamps[line.split()[2]] = time.perf_counter()
 

@@ -24,6 +24,8 @@ IMAGES = {
                   "(needs --disk FILE)",
     "disk-bench": "virtio-blk: sequential 4 KiB and 64 KiB writes and reads of 8 MiB "
                   "(needs --disk FILE of 16M)",
+    "disk-journal": "virtio-blk: 16 rounds of writes, each acknowledged on the UART only "
+                    "after its FLUSH (needs --disk FILE of 128K)",
 }
 
 # images that do not live at <name>.elf
@@ -33,6 +35,7 @@ FILES = {
     "disk-two": "disk/twodisks.elf",
     "disk-flush": "disk/flush.elf",
     "disk-bench": "disk/diskbench.elf",
+    "disk-journal": "disk/journal.elf",
 }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import images
 from .console import Console
-from .errors import HvemuError
+from .errors import HvemuError, InternalError, NoInputError, ToolMissingError
 from .vm import VM, VMConfig
 
 DEFAULT_BASELINE = Path("bench") / "baseline.json"
@@ -179,7 +179,7 @@ def count_figures(names=None) -> dict[str, dict]:
     import sys
     names = [n for n in GATE_FIGURES if names is None or n in names]
     if not valgrind_available():
-        raise HvemuError("the perf gate counts instructions with valgrind: "
+        raise ToolMissingError("the perf gate counts instructions with valgrind: "
                          "apt-get install valgrind")
     with tempfile.TemporaryDirectory() as tmp:
         out_file = Path(tmp) / "cg.out"
@@ -190,7 +190,7 @@ def count_figures(names=None) -> dict[str, dict]:
         env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if proc.returncode != 0:
-            raise HvemuError(f"the instruction-count run failed: {proc.stderr.strip()[-500:]}")
+            raise InternalError(f"the instruction-count run failed: {proc.stderr.strip()[-500:]}")
         runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         results = {}
         for i, run in enumerate(runs, start=1):
@@ -208,7 +208,7 @@ def load_baseline(path: Path = DEFAULT_BASELINE) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise HvemuError(f"{path}: no baseline (make one with: hvemu bench --update-baseline)"
+        raise NoInputError(f"{path}: no baseline (make one with: hvemu bench --update-baseline)"
                          ) from None
     except json.JSONDecodeError as e:
         raise HvemuError(f"{path}: not valid JSON ({e})") from None

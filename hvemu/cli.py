@@ -2,64 +2,167 @@
 
     hvemu boot [IMAGE]      boot a guest (default: the bundled `hello`)
     hvemu images            list the bundled guest images
+    hvemu disk create|info  make and inspect raw disk images
+    hvemu bench             time guests; the CI perf gate
 
-Exit status: the guest's own exit code when it powers off; 120 when the guest
-crashed (a fault its own trap handler cannot take); 121 when it waits forever
-(WFI with nothing that could wake it); 124 on --timeout; 125 on
---max-instructions; 1 for bad input; 2 for a bad command line.
+QEMU's single-dash spellings of the options hvemu shares with it work too:
+`-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), and
+`-bios none` means no firmware, as in QEMU: the `-kernel` image starts in M-mode.
+
+Exit status (hvemu's own failures use <sysexits.h> codes, so they do not look
+like a guest's exit code 1 or 2):
+
+     0   the guest powered off with 0, or the VM was shut down (Ctrl-A x)
+   N     the guest powered off with N (finisher, HTIF or SBI SRST; above 255: 255)
+    64   a bad command line: unknown option, bad value (EX_USAGE)
+    65   a malformed input: a bad ELF, an image that does not fit (EX_DATAERR)
+    66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
+    69   a host tool is missing: valgrind, for `hvemu bench --gate` (EX_UNAVAILABLE)
+    70   an internal error, a bug in hvemu (EX_SOFTWARE)
+    71   the host cannot allocate the guest's RAM (EX_OSERR)
+    73   an output file cannot be created (EX_CANTCREAT)
+    74   host I/O failed: the console's stdout was closed or full (EX_IOERR)
+   120   the guest crashed: a fault its own trap handler cannot take
+   121   the guest waits for an interrupt (WFI) that cannot come
+   124   --timeout reached
+   125   --max-instructions reached
+   130   interrupted (Ctrl-C, SIGTERM)
+
+A --stats-json file that cannot be written at the end is reported on stderr, and
+the exit status stays the guest's.  `hvemu bench --gate` exits 1 when a figure fails.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import sys
 
 import click
 
-from .errors import HvemuError
+from .errors import (
+    EX_IOERR,
+    EX_SOFTWARE,
+    EX_USAGE,
+    CantCreateError,
+    HostIOError,
+    HvemuError,
+    UsageError,
+)
+from .units import parse_count, parse_seconds, parse_size
 
-EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS = 120, 121, 124, 125
+EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS, EXIT_INTERRUPTED = 120, 121, 124, 125, 130
 STOP_CODES = {"crash": EXIT_FAULT, "idle": EXIT_IDLE, "timeout": EXIT_TIMEOUT,
               "max-instructions": EXIT_MAX_INSNS, "shutdown": 0}
-SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGkmg]?)(i?[Bb])?\s*$")
+
+# QEMU's single-dash spellings of options hvemu shares with QEMU -> hvemu's option.
+# A later option QEMU also has (-initrd, -append, -smp, -s, -S, -gdb, -qmp, -incoming)
+# adds its line here.
+QEMU_SPELLINGS = {
+    "-bios": "--bios",
+    "-kernel": "--kernel",
+    "-m": "--memory",
+    "-initrd": "--initrd",
+    "-append": "--append",
+}
 
 
-def parse_size(text: str) -> int:
-    """'128M' -> 134217728 (suffixes K, M, G are powers of 1024)."""
-    m = SIZE_RE.match(text)
-    if not m:
-        raise HvemuError(f"bad size {text!r}: give a number with an optional K, M or G suffix")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+def parse_memory(text: str) -> int:
+    """Guest RAM: '128M' -> 134217728; a bare number is MiB, as in QEMU's -m."""
+    from .vm import check_memory_size
+    size = parse_size(text, "memory size", bare="M")
+    check_memory_size(size)
+    return size
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def respell_qemu(args: list[str], takes_value: set[str]) -> list[str]:
+    """args with QEMU's spellings (QEMU_SPELLINGS) replaced by hvemu's; an option's
+    value and anything after `--` is left alone."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)
+            break
+        arg = QEMU_SPELLINGS.get(arg, arg)
+        out.append(arg)
+        if arg in takes_value:
+            value = next(it, None)
+            if value is not None:
+                out.append(value)
+    return out
+
+
+class QemuCommand(click.Command):
+    """A click command that also accepts QEMU_SPELLINGS."""
+
+    def parse_args(self, ctx, args):
+        takes_value = {name for p in self.get_params(ctx)
+                       if isinstance(p, click.Option) and not p.is_flag and not p.count
+                       for name in p.opts + p.secondary_opts}
+        return super().parse_args(ctx, respell_qemu(list(args), takes_value))
+
+
+class Parsed(click.ParamType):
+    """A click parameter type from one of hvemu.units' strict parsers."""
+
+    def __init__(self, name: str, parse):
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except HvemuError as e:
+            self.fail(str(e), param, ctx)
+
+
+MEMORY = Parsed("size", parse_memory)
+COUNT = Parsed("count", lambda text: parse_count(text, "count"))
+SECONDS = Parsed("seconds", lambda text: parse_seconds(text, "number of seconds"))
+
+
+class HvemuGroup(click.Group):
+    """The command group; a closed stdout is hvemu's I/O error (exit 74), not click's
+    silent exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise HostIOError("stdout: cannot write (Broken pipe)") from None
+
+
+@click.group(cls=HvemuGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hvemu")
 def cli() -> None:
     """hvemu: a trap-and-emulate hypervisor emulator for RISC-V (RV64) guests."""
 
 
-@cli.command()
+@cli.command(cls=QemuCommand)
 @click.argument("image", required=False)
 @click.option("--bios", default=None, help="firmware started in M-mode (instead of IMAGE), "
-              "e.g. OpenSBI's fw_jump.bin")
+              "e.g. OpenSBI's fw_jump.bin; 'none': no firmware, the --kernel image starts "
+              "in M-mode (QEMU: -bios)")
 @click.option("--kernel", default=None, help="an S-mode kernel loaded at 0x8020_0000; "
-              "without firmware the hypervisor provides SBI itself")
-@click.option("--initrd", default=None, help="an initial RAM disk for the --kernel "
-              "(placed as QEMU does: kernel + min(RAM/2, 128 MiB))")
-@click.option("--append", default="", help="the kernel command line (/chosen/bootargs)")
+              "without firmware the hypervisor provides SBI itself (QEMU: -kernel)")
+@click.option("--initrd", default=None, help="an initial RAM disk for the --kernel, placed "
+              "as QEMU does: kernel + min(RAM/2, 128 MiB) (QEMU: -initrd)")
+@click.option("--append", default="", help="the kernel command line, /chosen/bootargs "
+              "(QEMU: -append)")
 @click.option("--clock", type=click.Choice(["virtual", "host"]), default="virtual",
               show_default=True, help="virtual: time counts instructions (reproducible); "
               "host: time follows the host clock and an idle guest sleeps")
-@click.option("--memory", "-m", default="128M", show_default=True,
-              help="guest RAM size (suffixes K, M, G)")
-@click.option("--max-instructions", type=click.IntRange(min=1), default=None,
-              help="stop after this many guest instructions (exit 125)")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="stop after this many seconds of host time (exit 124)")
+@click.option("--memory", "-m", type=MEMORY, default="128M", show_default=True,
+              help="guest RAM size: suffixes B, K, M, G; a bare number is MiB (QEMU: -m)")
+@click.option("--max-instructions", type=COUNT, default=None,
+              help="stop after this many guest instructions, 1 to 2^64-1 (exit 125)")
+@click.option("--timeout", type=SECONDS, default=None,
+              help="stop after this many seconds of host time, within 0.1 s (exit 124)")
 @click.option("--stats", is_flag=True, help="print a table of exits, time and MIPS at the end")
-@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--stats-json", type=click.Path(dir_okay=False), default=None,
               help="write the same figures as JSON to this file")
 @click.option("--trace", is_flag=True, help="print one line per exit to stderr")
 @click.option("--disk", "disks", multiple=True, metavar="PATH[,readonly][,offset=B,size=B]",
@@ -76,21 +179,24 @@ def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, t
     from .disks import DiskSpec
     from .vm import VM, VMConfig
 
-    if timeout is not None and not math.isfinite(timeout):
-        raise HvemuError(f"--timeout {timeout}: give a finite number of seconds")
     if stats_json:
         try:                                  # refuse an unwritable path before the guest runs
             open(stats_json, "a").close()
         except OSError as e:
-            raise HvemuError(f"--stats-json {stats_json}: cannot write ({e.strerror})") from None
+            raise CantCreateError(f"--stats-json {stats_json}: cannot write "
+                                  f"({e.strerror})") from None
     if image is not None and bios is not None:
-        raise HvemuError("give either IMAGE or --bios, not both")
+        raise UsageError("give either IMAGE or --bios, not both")
+    if bios == "none":                       # QEMU's -bios none: no firmware at all
+        if kernel is None:
+            raise UsageError("--bios none needs a --kernel to start")
+        bios, kernel, image = None, None, kernel
     firmware = image or bios
     if firmware is None and kernel is None:      # the bundled demo, whatever is in the cwd
         firmware = images.bundled_path(images.DEFAULT_IMAGE)
     config = VMConfig(image=images.resolve(firmware) if firmware else None,
                       kernel=images.resolve(kernel) if kernel else None,
-                      memory=parse_size(memory),
+                      memory=memory,
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks],
                       initrd=initrd, append=append, clock=clock)
@@ -106,7 +212,7 @@ def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, t
     outcome = run_on_terminal(vm, console if interactive else None)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
-               "timeout": f"stopped: --timeout of {timeout} s reached",
+               "timeout": f"stopped: --timeout of {timeout or 0:g} s reached",
                "max-instructions": f"stopped: --max-instructions {max_instructions} reached",
                "shutdown": "the VM was shut down"}
         click.echo(f"\nhvemu: {msg.get(outcome.reason, outcome.reason)}", err=True)
@@ -116,8 +222,12 @@ def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, t
         figures = outcome.stats.to_dict()
         figures["stop"] = outcome.reason
         figures["exit_code"] = exit_code_of(outcome)
-        with open(stats_json, "w") as f:
-            json.dump(figures, f, indent=2)
+        try:
+            with open(stats_json, "w") as f:
+                json.dump(figures, f, indent=2)
+        except OSError as e:                  # the guest's exit status stays the guest's
+            click.echo(f"hvemu: --stats-json {stats_json}: cannot write ({e.strerror}); "
+                       "the exit status is the guest's", err=True)
     sys.exit(exit_code_of(outcome))
 
 
@@ -154,10 +264,11 @@ def disk_group() -> None:
 @click.argument("path")
 @click.argument("size")
 def disk_create(path, size) -> None:
-    """Create PATH, a sparse raw image of SIZE bytes (suffixes K, M, G, T)."""
+    """Create PATH, a sparse raw image of SIZE bytes (suffixes B, K, M, G, T)."""
     from .disks import create_disk, parse_bytes
-    create_disk(path, parse_bytes(size, "disk size"))
-    click.echo(f"created {path}: {parse_bytes(size, 'disk size'):,} bytes (sparse)")
+    nbytes = parse_bytes(size, "disk size")
+    create_disk(path, nbytes)
+    click.echo(f"created {path}: {nbytes:,} bytes (sparse)")
 
 
 @disk_group.command("info")
@@ -182,7 +293,7 @@ def list_images() -> None:
 
 @cli.command("bench")
 @click.argument("images_", metavar="[IMAGE]...", nargs=-1)
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--repeat", type=COUNT, default=3, show_default=True,
               help="runs per figure; the best counts")
 @click.option("--qemu/--no-qemu", default=True, show_default=True,
               help="also time the same guest on qemu-system-riscv64, when installed")
@@ -264,34 +375,69 @@ def print_stats(stats) -> None:
     Console(stderr=True, width=max(100, Console(stderr=True).width)).print(t)
 
 
+def _say(message: str) -> None:
+    """One line on stderr (a closed stderr is not an error on top of the first one)."""
+    try:
+        click.echo(message, err=True)
+    except OSError:
+        pass
+
+
+def _stdout_gone() -> None:
+    """stdout cannot be written (a closed pipe, a full device): point it at /dev/null so
+    that flushing it at exit does not fail a second time."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None) -> None:
-    """Entry point: one-line errors, no tracebacks (HVEMU_DEBUG=1 shows them)."""
+    """Entry point: one-line errors with the exit status of the table above, no
+    tracebacks (HVEMU_DEBUG=1 shows them)."""
     try:
         cli.main(args=argv, prog_name="hvemu", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:   # pragma: no cover - click >= 8.2
         click.echo(e.ctx.get_help())
-        sys.exit(2)
+        sys.exit(EX_USAGE)
     except click.UsageError as e:
-        click.echo(f"hvemu: {e.format_message()}", err=True)
-        sys.exit(2)
+        _say(f"hvemu: {e.format_message()}")
+        sys.exit(EX_USAGE)
     except click.Abort:
-        click.echo("hvemu: aborted", err=True)
-        sys.exit(130)
+        _say("hvemu: aborted")
+        sys.exit(EXIT_INTERRUPTED)
     except HvemuError as e:
-        click.echo(f"hvemu: {e}", err=True)
-        sys.exit(1)
+        if isinstance(e, HostIOError):
+            _stdout_gone()
+        _say(f"hvemu: {e}")
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("\nhvemu: interrupted", err=True)
-        sys.exit(130)
+        _say("\nhvemu: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # a bug in hvemu: still one line unless debugging
-        if os.environ.get("HVEMU_DEBUG"):
-            raise
-        click.echo(f"hvemu: internal error: {type(e).__name__}: {e} "
-                   "(set HVEMU_DEBUG=1 for a traceback)", err=True)
-        sys.exit(1)
+        _internal_error(e)
+    try:
+        sys.stdout.flush()
+    except OSError as e:                      # a closed pipe, a full device
+        _stdout_failed(e.strerror)
     sys.exit(0)
+
+
+def _stdout_failed(reason: str) -> None:
+    _stdout_gone()
+    _say(f"hvemu: stdout: cannot write ({reason})")
+    sys.exit(EX_IOERR)
+
+
+def _internal_error(e: Exception) -> None:
+    if os.environ.get("HVEMU_DEBUG"):
+        raise e
+    _say(f"hvemu: internal error: {type(e).__name__}: {e} (set HVEMU_DEBUG=1 for a traceback)")
+    sys.exit(EX_SOFTWARE)
 
 
 if __name__ == "__main__":

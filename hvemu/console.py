@@ -1,8 +1,12 @@
 """The guest console: UART output to the host, host input to the UART, and scripting.
 
-Output is kept (for `expect()`) and, when `echo` is set, written to the host's
-stdout.  Input comes from `send()` (scripts, tests) and, for the CLI, from the
-host's stdin, polled by the hypervisor every slice.
+Output is written to the host's stdout when `echo` is set, and its tail is kept for
+`expect()`: at least the last `keep` bytes (1 MiB by default), never more than twice
+that, however much the guest prints.  Positions in the output are absolute — byte n
+is the n-th byte the guest ever printed — so `position` taken before a command and
+`expect(..., start=position)` keep working when older output has been dropped.
+Input comes from `send()` (scripts, tests) and, for the CLI, from the host's stdin,
+polled by the hypervisor every slice.
 """
 from __future__ import annotations
 
@@ -13,13 +17,46 @@ import sys
 import threading
 import time
 
+from .errors import HostIOError
+
+KEEP = 1 << 20                      # console output kept for expect(): the last 1 MiB
+
+
+class ConsoleMatch:
+    """A match of `Console.expect()`: like re.Match, with absolute start/end/span."""
+
+    def __init__(self, match: re.Match, base: int):
+        self.re_match = match
+        self.base = base
+
+    def start(self, group=0) -> int:
+        return self.base + self.re_match.start(group)
+
+    def end(self, group=0) -> int:
+        return self.base + self.re_match.end(group)
+
+    def span(self, group=0) -> tuple[int, int]:
+        return self.start(group), self.end(group)
+
+    def __getitem__(self, group):
+        return self.re_match[group]
+
+    def __getattr__(self, name):                # group(), groups(), groupdict(), ...
+        return getattr(self.re_match, name)
+
+    def __repr__(self) -> str:
+        return f"<ConsoleMatch span={self.span()} match={self.group()!r}>"
+
 
 class Console:
-    def __init__(self, echo=None, stdin_fd: int | None = None, input_expected: bool = False):
+    def __init__(self, echo=None, stdin_fd: int | None = None, input_expected: bool = False,
+                 keep: int = KEEP):
         self.echo = echo                      # a binary stream (sys.stdout.buffer) or None
         self.stdin_fd = stdin_fd              # host fd to read guest input from, or None
         self.input_expected = input_expected  # a script will send() input: idle guests wait
-        self.output_bytes = bytearray()
+        self.keep = max(1, keep)
+        self._tail = bytearray()              # the kept output ...
+        self._base = 0                        # ... starts at this absolute position
         self._cond = threading.Condition()
         self._pending_input = bytearray()
         self.receive = None                   # set by the VM: the UART's push_input
@@ -27,16 +64,55 @@ class Console:
     # ---- guest -> host ----
     def output(self, data: bytes) -> None:
         with self._cond:
-            self.output_bytes += data
+            tail = self._tail
+            tail += data
+            if len(tail) > 2 * self.keep:        # drop the oldest, amortised
+                drop = len(tail) - self.keep
+                del tail[:drop]
+                self._base += drop
             self._cond.notify_all()
         if self.echo is not None:
-            self.echo.write(data)
-            if b"\n" in data:
-                self.echo.flush()
+            try:
+                self.echo.write(data)
+                if b"\n" in data:
+                    self.echo.flush()
+            except OSError as e:
+                self._echo_failed(e)
 
     def flush(self) -> None:
         if self.echo is not None:
-            self.echo.flush()
+            try:
+                self.echo.flush()
+            except OSError as e:
+                self._echo_failed(e)
+
+    def _echo_failed(self, e: OSError) -> None:
+        """The host's stdout is gone (a closed pipe, a full device): the guest's output
+        has nowhere to go, so the run stops with an I/O error (exit 74)."""
+        self.echo = None
+        raise HostIOError(f"stdout: cannot write the guest's console output "
+                          f"({e.strerror or e}); the guest was stopped") from None
+
+    @property
+    def position(self) -> int:
+        """How many bytes the guest has printed so far (the absolute end of the output)."""
+        return self._base + len(self._tail)
+
+    @property
+    def dropped(self) -> int:
+        """How many of the oldest output bytes are no longer kept."""
+        return self._base
+
+    @property
+    def output_bytes(self) -> bytes:
+        """The kept output: everything from position `dropped` on."""
+        with self._cond:
+            return bytes(self._tail)
+
+    def output_since(self, start: int) -> bytes:
+        """The kept output from absolute position start on."""
+        with self._cond:
+            return bytes(self._tail[max(0, start - self._base):])
 
     @property
     def text(self) -> str:
@@ -90,19 +166,21 @@ class Console:
                 self._cond.wait(timeout)
 
     # ---- scripting ----
-    def expect(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match:
-        """Wait until the output (from byte `start`) matches the regex; TimeoutError if not."""
+    def expect(self, pattern: str, timeout: float = 10.0, start: int = 0) -> ConsoleMatch:
+        """Wait until the output from absolute position `start` matches the regex; the
+        match's start()/end() are absolute positions too.  TimeoutError if it never does
+        (output dropped before `start` can be seen is not searched: see `keep`)."""
         rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
         end = time.monotonic() + timeout
         with self._cond:
             while True:
-                m = rx.search(self.output_bytes, start)
-                if m:
-                    return m
+                pos = max(0, start - self._base)
+                if rx.search(self._tail, pos):      # the match holds a copy, not the tail
+                    return ConsoleMatch(rx.search(bytes(self._tail), pos), self._base)
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"console never matched {pattern!r}; "
-                                       f"last output: {bytes(self.output_bytes[-300:])!r}")
+                                       f"last output: {bytes(self._tail[-300:])!r}")
                 self._cond.wait(left)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ImageError
+from .errors import MissingImageError
 from .firmware import IMAGES
 
 FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
@@ -23,7 +23,7 @@ def resolve(name_or_path: str) -> str:
     if name_or_path in IMAGES:
         from . import firmware
         return firmware.path(name_or_path)
-    raise ImageError(f"{name_or_path}: no such file, and not a bundled image "
+    raise MissingImageError(f"{name_or_path}: no such file, and not a bundled image "
                      f"(bundled: {', '.join(IMAGES)})")
 
 

@@ -27,7 +27,7 @@ from .devices.uart import Uart16550
 from .devices.virtio_blk import DiskImage, VirtioBlk
 from .devices.virtio_mmio import EmptyVirtioSlot, VirtioMmio
 from .disks import DiskSpec, check_disks
-from .errors import HvemuError
+from .errors import HostError, HostIOError, HvemuError, ImageError, NoInputError, UsageError
 from .hypervisor.clock import make_clock
 from .hypervisor.hart import VirtualHart
 from .hypervisor.hypervisor import Hypervisor, Stop
@@ -51,7 +51,7 @@ def check_fw_jump(firmware: LoadedImage, kernel: LoadedImage) -> None:
         return
     fdt = firmware.low + FW_JUMP_FDT_OFFSET
     if kernel.low < fdt <= kernel.high:
-        raise HvemuError(f"{kernel.path}: the kernel occupies {kernel.low:#x}-{kernel.high:#x}, "
+        raise ImageError(f"{kernel.path}: the kernel occupies {kernel.low:#x}-{kernel.high:#x}, "
                          f"over {fdt:#x} where OpenSBI's fw_jump puts the device tree; "
                          "use fw_dynamic.bin as --bios instead")
 
@@ -95,7 +95,7 @@ class PowerControl:
 
 def check_memory_size(size: int) -> None:
     if size < MIN_MEMORY or size > MAX_MEMORY or size % 4096:
-        raise HvemuError(f"memory size {size} bytes is not usable: give 1M to 64G, "
+        raise UsageError(f"memory size {size} bytes is not usable: give 1M to 64G, "
                          "a multiple of 4 KiB (e.g. --memory 128M)")
 
 
@@ -107,11 +107,11 @@ class VM:
         try:
             self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
         except MemoryError:
-            raise HvemuError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
-                             "host: give a smaller --memory") from None
+            raise HostError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
+                            "host: give a smaller --memory") from None
         self.vcpu = _core.VCpu(self.memory)
         if config.clock not in ("virtual", "host"):
-            raise HvemuError(f"clock {config.clock!r}: give virtual or host")
+            raise UsageError(f"clock {config.clock!r}: give virtual or host")
         self.clock = make_clock(config.clock, self.vcpu,
                                 on_change=lambda: self.hart.sync_counters())
         self.hart = VirtualHart(self.vcpu, 0, self.clock)
@@ -153,10 +153,12 @@ class VM:
                 disk = DiskImage(spec.path, spec.offset, spec.size, spec.readonly)
             except OSError as e:
                 self.close_disks()
-                raise HvemuError(f"disk {spec.path}: {e.strerror}") from None
+                raise NoInputError(f"disk {spec.path}: {e.strerror}") from None
             base = VIRTIO_BASE + 0x1000 * slot
             irq = b.virtio_irq(base)
-            dev = VirtioMmio(self.memory, VirtioBlk(disk, serial=f"hvemu-disk{slot}"),
+            blk = VirtioBlk(disk, serial=f"hvemu-disk{slot}",
+                            check=lambda: self.hv.check_limits())   # limits hold mid-request
+            dev = VirtioMmio(self.memory, blk,
                              irq=lambda level, irq=irq: self.plic.set_level(irq, level))
             self.bus.map(base, 0x1000, dev)
             self.disks.append(disk)
@@ -166,9 +168,17 @@ class VM:
             self.bus.map(VIRTIO_BASE + 0x1000 * slot, 0x1000, EmptyVirtioSlot())
 
     def close_disks(self) -> None:
-        """Flush and close every disk (shutdown)."""
+        """Flush and close every disk (shutdown); HostIOError if a flush fails (after
+        closing all of them)."""
+        failed = None
         for disk in self.disks:
-            disk.close()
+            try:
+                disk.close()
+            except OSError as e:
+                failed = failed or HostIOError(f"disk {disk.path}: cannot flush and close it "
+                                               f"({e.strerror}); its last writes may be lost")
+        if failed is not None:
+            raise failed
 
     def _device_changed(self) -> None:
         self.hv.irq_dirty = True
@@ -187,21 +197,21 @@ class VM:
         and the kernel starts in S-mode with a0 = hart id, a1 = device tree."""
         cfg = self.config
         if cfg.image is None and cfg.kernel is None:
-            raise HvemuError("no guest image given")
+            raise UsageError("no guest image given")
         if cfg.kernel is None and (cfg.initrd is not None or cfg.append):
-            raise HvemuError("--initrd and --append need a --kernel")
+            raise UsageError("--initrd and --append need a --kernel")
         self.images = []
         firmware = kernel = None
         if cfg.image is not None:
             firmware = load_image(cfg.image, self.memory)
             if firmware.kind == "linux":
-                raise HvemuError(f"{cfg.image}: a Linux Image runs in S-mode: give it with "
+                raise ImageError(f"{cfg.image}: a Linux Image runs in S-mode: give it with "
                                  "--kernel (alone, or after --bios firmware)")
             self.images.append(firmware)
         if cfg.kernel is not None:
             kernel = load_image(cfg.kernel, self.memory, self.board.ram_base + KERNEL_OFFSET)
             if firmware is not None and firmware.low <= kernel.high and kernel.low <= firmware.high:
-                raise HvemuError(f"{cfg.kernel}: kernel at {kernel.low:#x}-{kernel.high:#x} "
+                raise ImageError(f"{cfg.kernel}: kernel at {kernel.low:#x}-{kernel.high:#x} "
                                  f"overlaps the firmware at {firmware.low:#x}-{firmware.high:#x}")
             if firmware is not None:
                 check_fw_jump(firmware, kernel)
@@ -220,13 +230,13 @@ class VM:
         fdt_addr = self.board.fdt_address(len(dtb))
         for image in self.images:
             if image.high >= fdt_addr:
-                raise HvemuError(f"{image.path}: image overlaps the device tree at "
+                raise ImageError(f"{image.path}: image overlaps the device tree at "
                                  f"{fdt_addr:#x}; give the VM more --memory")
             self._attach_htif(image)
         if initrd is not None:
             start, end = self.board.initrd
             if end > fdt_addr:
-                raise HvemuError(f"{cfg.initrd}: the initrd ({len(initrd):,} bytes at "
+                raise ImageError(f"{cfg.initrd}: the initrd ({len(initrd):,} bytes at "
                                  f"{start:#x}) does not fit below the device tree at "
                                  f"{fdt_addr:#x}; give the VM more --memory")
             self.memory.write(start, initrd)
@@ -274,9 +284,11 @@ class VM:
                     continue
                 break
         finally:
-            self.console.flush()
             self.state = "shutdown"
-            self.close_disks()
+            try:
+                self.console.flush()
+            finally:
+                self.close_disks()
         code = self.power.exit_code if stop.reason == "poweroff" else 0
         return Outcome(stop.reason, code, stop.detail, self.hv.stats)
 

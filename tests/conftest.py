@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -26,9 +27,18 @@ FIRMWARE = REPO / "firmware"
 BUNDLED = ("hello", "bench", "csrloop", "htif")
 HELLO_ELF = FIRMWARE / "hello.elf"
 
-# exit codes of `hvemu boot` (hvemu/cli.py)
-EXIT_BAD_INPUT, EXIT_USAGE = 1, 2
+# exit codes of `hvemu` (the table in hvemu/cli.py): hvemu's own failures are
+# <sysexits.h> codes, so that they never look like a guest's own exit code 1 or 2
+EXIT_USAGE = 64          # a bad command line (EX_USAGE)
+EXIT_DATAERR = 65        # a malformed input file (EX_DATAERR)
+EXIT_NOINPUT = 66        # an input file missing, unreadable or not a regular file
+EXIT_SOFTWARE = 70       # an internal error
+EXIT_OSERR = 71          # the host cannot allocate guest RAM
+EXIT_CANTCREAT = 73      # an output file cannot be created
+EXIT_IOERR = 74          # host I/O failed (stdout closed or full)
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS = 120, 121, 124, 125
+HVEMU_FAILURES = (EXIT_USAGE, EXIT_DATAERR, EXIT_NOINPUT, EXIT_SOFTWARE, EXIT_OSERR,
+                  EXIT_CANTCREAT, EXIT_IOERR)
 
 
 def run_hvemu(*args, timeout: float = 60, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -38,6 +48,58 @@ def run_hvemu(*args, timeout: float = 60, cwd=None, env=None) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "hvemu.cli", *map(str, args)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           errors="replace", timeout=timeout, cwd=cwd, env=environment)
+
+
+# Runs hvemu as its own child and reports that child's peak RSS on the fd in argv[1].  A process
+# forked from pytest itself would start with pytest's resident pages in its peak (Linux
+# keeps the high-water mark across exec), so the launcher -- small, started with -S --
+# forks instead, and the limit on address space is set in it before the fork.
+_MEASURING_LAUNCHER = """
+import os, resource, sys
+report, limit = int(sys.argv[1]), int(sys.argv[2])
+if limit:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    os.execv(sys.executable, [sys.executable, "-m", "hvemu.cli", *sys.argv[3:]])
+_, status, usage = os.wait4(pid, 0)
+os.write(report, str(usage.ru_maxrss * 1024).encode())
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
+
+
+def run_hvemu_measured(*args, timeout: float = 60, address_space: int | None = None,
+                       env=None) -> tuple[subprocess.CompletedProcess, int]:
+    """`hvemu ARGS...` as run_hvemu() does, and the peak resident memory of that process
+    in bytes (its own, from wait4); address_space: an RLIMIT_AS for it in bytes, so that
+    an allocation beyond it fails there instead of hurting this host."""
+    environment = dict(os.environ if env is None else env)
+    environment.pop("HVEMU_DEBUG", None)
+    environment["OPENBLAS_NUM_THREADS"] = "1"      # numpy's thread pool: no address space
+    read_end, write_end = os.pipe()
+    try:
+        launcher = subprocess.Popen([sys.executable, "-S", "-c", _MEASURING_LAUNCHER,
+                                     str(write_end), str(address_space or 0), *map(str, args)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, errors="replace",
+                                    env=environment, pass_fds=(write_end,),
+                                    start_new_session=True)
+        try:
+            out, err = launcher.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)      # the launcher and hvemu with it
+            launcher.communicate()
+            raise
+        proc = subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
+        os.close(write_end)
+        write_end = -1
+        peak = int(os.read(read_end, 64) or 0)
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+    return proc, peak
 
 
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:

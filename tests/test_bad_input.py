@@ -2,6 +2,7 @@
 is a `guest fault:` report (pc, cause, disassembled instruction) and exit 120."""
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -12,12 +13,17 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    EXIT_BAD_INPUT,
+    EXIT_CANTCREAT,
+    EXIT_DATAERR,
     EXIT_FAULT,
+    EXIT_MAX_INSNS,
+    EXIT_NOINPUT,
+    EXIT_OSERR,
     EXIT_USAGE,
     HELLO_ELF,
     RV,
     run_hvemu,
+    run_hvemu_measured,
     stderr_lines,
 )
 
@@ -64,17 +70,17 @@ def assert_one_line_error(proc, code: int, *fragments: str) -> str:
 
 def test_a_missing_file_is_a_one_line_error(tmp_path):
     proc = run_hvemu("boot", tmp_path / "no-such-image.elf")
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "no-such-image.elf", "no such file")
+    assert_one_line_error(proc, EXIT_NOINPUT, "no-such-image.elf", "no such file")
 
 
 def test_a_directory_is_a_one_line_error(tmp_path):
     proc = run_hvemu("boot", tmp_path)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "is a directory")
+    assert_one_line_error(proc, EXIT_NOINPUT, "is a directory")
 
 
 def test_an_empty_file_is_a_one_line_error(raw_image):
     proc = run_hvemu("boot", raw_image(b"", "empty.bin"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "empty.bin", "empty file")
+    assert_one_line_error(proc, EXIT_DATAERR, "empty.bin", "empty file")
 
 
 @pytest.mark.parametrize("data", [
@@ -84,44 +90,46 @@ def test_an_empty_file_is_a_one_line_error(raw_image):
 ], ids=["random-tail", "magic-only", "truncated-header"])
 def test_garbage_that_starts_with_the_elf_magic_is_a_malformed_elf(raw_image, data):
     proc = run_hvemu("boot", raw_image(data, "garbage.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "garbage.elf", "malformed ELF")
+    assert_one_line_error(proc, EXIT_DATAERR, "garbage.elf", "malformed ELF")
 
 
 def test_an_elf_for_another_architecture_is_refused():
     proc = run_hvemu("boot", host_elf())
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "not RISC-V")
+    assert_one_line_error(proc, EXIT_DATAERR, "not RISC-V")
 
 
 def test_a_32_bit_elf_is_refused(raw_image):
     proc = run_hvemu("boot", raw_image(elf32_riscv(), "rv32.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "rv32.elf", "not a 64-bit")
+    assert_one_line_error(proc, EXIT_DATAERR, "rv32.elf", "not a 64-bit")
 
 
 def test_an_image_larger_than_ram_is_refused(raw_image):
     big = raw_image(bytes(2 << 20), "big.bin")
     proc = run_hvemu("boot", "--memory", "1M", big)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "big.bin", "does not fit in RAM",
+    assert_one_line_error(proc, EXIT_DATAERR, "big.bin", "does not fit in RAM",
                           "0x80000000-0x801fffff", "--memory")
 
 
 def test_an_image_overlapping_the_device_tree_asks_for_more_memory(raw_image):
     # 1 MiB RAM: the device tree goes at the RAM base, where any image starts
     proc = run_hvemu("boot", "--memory", "1M", raw_image(RV.code(RV.J_SELF)))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "device tree", "--memory")
+    assert_one_line_error(proc, EXIT_DATAERR, "device tree", "--memory")
 
 
 # ---- bad options ----
 
 @pytest.mark.parametrize("size, fragment", [
     ("0", "not usable"),
-    ("lots", "bad size 'lots'"),
-    ("3", "multiple of 4 KiB"),
-    ("4095", "multiple of 4 KiB"),
+    ("lots", "bad memory size 'lots'"),
+    ("3B", "not usable"),
+    ("4097K", "multiple of 4 KiB"),
+    ("1048577B", "multiple of 4 KiB"),
     ("65G", "not usable"),
+    ("65537", "not usable"),                         # a bare number is MiB, as in QEMU
 ])
 def test_an_unusable_memory_size_is_a_one_line_error(size, fragment):
     proc = run_hvemu("boot", "--memory", size)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, fragment)
+    assert_one_line_error(proc, EXIT_USAGE, "--memory", fragment)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -135,7 +143,7 @@ def test_an_unusable_memory_size_is_a_one_line_error(size, fragment):
     (["reboot"], "No such command"),
 ], ids=["unknown-option", "negative-max-insns", "zero-max-insns", "word-max-insns",
         "zero-timeout", "negative-timeout", "extra-argument", "unknown-command"])
-def test_a_bad_command_line_exits_2_with_one_line(args, fragment):
+def test_a_bad_command_line_exits_64_with_one_line(args, fragment):
     proc = run_hvemu(*args)
     assert_one_line_error(proc, EXIT_USAGE, fragment)
 
@@ -207,20 +215,19 @@ def test_an_elf_with_an_absurd_file_offset_is_a_malformed_elf(raw_image, field_o
     assert int.from_bytes(data[64 + 56:64 + 60], "little") == 1       # phdr 1 is the PT_LOAD
     data[field_offset:field_offset + 8] = (0xA700000000000000).to_bytes(8, "little")
     proc = run_hvemu("boot", raw_image(bytes(data), "phoff.elf"))
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "phoff.elf", "malformed ELF")
+    assert_one_line_error(proc, EXIT_DATAERR, "phoff.elf", "malformed ELF")
 
 
 def test_a_stats_json_path_that_cannot_be_written_is_refused_before_the_guest_runs(tmp_path):
     proc = run_hvemu("boot", "--stats-json", tmp_path / "missing" / "stats.json")
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "--stats-json", "stats.json")
+    assert_one_line_error(proc, EXIT_CANTCREAT, "--stats-json", "stats.json")
     assert proc.stdout == ""                       # hello never ran
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_timeout_that_is_not_a_finite_number_is_refused(value):
     proc = run_hvemu("boot", "--timeout", value, timeout=30)
-    assert proc.returncode in (EXIT_BAD_INPUT, EXIT_USAGE)
-    assert_one_line_error(proc, proc.returncode, "--timeout")
+    assert_one_line_error(proc, EXIT_USAGE, "--timeout")
     assert proc.stdout == ""
 
 
@@ -236,4 +243,118 @@ def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
         "main(['boot', '--memory', '64G'])\n")
     proc = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
-    assert_one_line_error(proc, EXIT_BAD_INPUT, "guest RAM", "--memory")
+    assert_one_line_error(proc, EXIT_OSERR, "guest RAM", "--memory")
+
+
+# ---- what the image loader refuses before reading (issue 8, items 9 and 10) ----
+
+def elf64(segments, entry=0x8000_0000, phnum=None, extra_phdrs=b"") -> bytes:
+    """A minimal RV64 ELF: segments are (p_paddr, p_filesz, p_memsz[, p_type]); the file
+    bytes of each are `j .` instructions, laid out after the program headers."""
+    phoff, n = 64, len(segments)
+    data_at = phoff + 56 * n + len(extra_phdrs)
+    phdrs, body = b"", b""
+    for seg in segments:
+        paddr, filesz, memsz, ptype = (*seg, 1)[:4]
+        phdrs += struct.pack("<IIQQQQQQ", ptype, 7, data_at + len(body), paddr, paddr,
+                             filesz, memsz, 0x1000)
+        body += struct.pack("<I", RV.J_SELF) * (filesz // 4) + bytes(filesz % 4)
+    ehdr = (b"\x7fELF\x02\x01\x01" + bytes(9)
+            + struct.pack("<HHIQQQIHHHHHH", 2, 243, 1, entry, phoff, 0, 0, 64, 56,
+                          n if phnum is None else phnum, 64, 0, 0))
+    return ehdr + phdrs + extra_phdrs + body
+
+
+def test_a_well_formed_elf64_of_the_test_builder_boots(raw_image):
+    """The builder below makes images hvemu runs: the refusals are about what they vary."""
+    proc = run_hvemu("boot", "--max-instructions", "100",
+                     raw_image(elf64([(0x8000_0000, 8, 0x1000)]), "ok.elf"))
+    assert proc.returncode == EXIT_MAX_INSNS, proc.stderr
+
+
+@pytest.mark.parametrize("segments, entry, fragments", [
+    ([(0x8000_0000, 0x2000, 0x2000), (0x8000_1000, 8, 0x1000)], 0x8000_0000,
+     ["segments 0 and 1 overlap", "0x80001000-0x80001fff"]),
+    ([(0x8000_0000, 8, 0x1000)], 0x9000_0000,
+     ["entry point 0x90000000 is outside every loaded segment", "0x80000000-0x80000fff"]),
+    ([(0x8000_0000, 8, 0x1000)], 0x8000_1000, ["entry point 0x80001000 is outside"]),
+    ([(0x8000_0000, 0x20, 0x10)], 0x8000_0000,
+     ["segment 0 has p_filesz 0x20 larger than p_memsz 0x10"]),
+], ids=["overlapping-segments", "entry-outside", "entry-just-past-the-end", "filesz-gt-memsz"])
+def test_an_elf_that_qemu_refuses_is_refused_with_what_is_wrong(raw_image, segments, entry,
+                                                                fragments):
+    proc = run_hvemu("boot", raw_image(elf64(segments, entry), "bad.elf"))
+    line = assert_one_line_error(proc, EXIT_DATAERR, "bad.elf", *fragments)
+    assert "negative" not in line
+
+
+def test_e_phnum_0xffff_is_named_not_called_no_loadable_segments(raw_image):
+    data = elf64([(0x8000_0000, 8, 0x1000)], phnum=0xFFFF)
+    line = assert_one_line_error(run_hvemu("boot", raw_image(data, "xnum.elf")), EXIT_DATAERR,
+                                 "e_phnum is 0xffff", "PN_XNUM")
+    assert "no loadable segments" not in line
+
+
+def test_an_elf_without_program_headers_says_so(raw_image):
+    data = elf64([], phnum=0)
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "obj.elf")), EXIT_DATAERR,
+                          "no program headers")
+
+
+def test_program_headers_past_the_end_of_the_file_are_a_malformed_elf(raw_image):
+    data = elf64([(0x8000_0000, 8, 0x1000)], phnum=200)
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "short.elf")), EXIT_DATAERR,
+                          "malformed ELF", "200 program headers", "past the end of the file")
+
+
+def test_a_segment_no_memory_size_could_hold_does_not_suggest_a_larger_memory(raw_image):
+    data = elf64([(0x8000_0000, 8, 1 << 40)])                 # 1 TiB of p_memsz
+    line = assert_one_line_error(run_hvemu("boot", raw_image(data, "huge.elf")), EXIT_DATAERR,
+                                 "huge.elf", "ELF segment 0", "does not fit in RAM",
+                                 "no --memory can hold it")
+    assert "try a larger --memory" not in line
+
+
+def test_a_segment_a_larger_memory_would_hold_suggests_it(raw_image):
+    data = elf64([(0x8000_0000, 8, 256 << 20)])
+    assert_one_line_error(run_hvemu("boot", raw_image(data, "big.elf")), EXIT_DATAERR,
+                          "does not fit in RAM", "try a larger --memory")
+
+
+@pytest.mark.parametrize("data", [b"\x13", b"\x13\x00", b"\x13\x00\x00"],
+                         ids=["1-byte", "half-of-a-32-bit-insn", "3-bytes"])
+def test_a_raw_image_shorter_than_its_first_instruction_is_refused(raw_image, data):
+    proc = run_hvemu("boot", raw_image(data, "tiny.bin"))
+    assert_one_line_error(proc, EXIT_DATAERR, "tiny.bin", "shorter than one instruction")
+
+
+def test_a_raw_image_of_one_compressed_instruction_runs(raw_image):
+    proc = run_hvemu("boot", "--max-instructions", "10", raw_image(b"\x01\xa0", "cj.bin"))
+    assert proc.returncode == EXIT_MAX_INSNS, proc.stderr        # c.j . spins
+
+
+@pytest.mark.parametrize("option", ["IMAGE", "--kernel"])
+def test_a_fifo_as_the_image_is_refused_at_once_instead_of_blocking(tmp_path, option):
+    fifo = tmp_path / "image.fifo"
+    os.mkfifo(fifo)
+    args = [fifo] if option == "IMAGE" else ["--kernel", fifo]
+    proc = run_hvemu("boot", *args, timeout=30)                 # it used to block forever
+    assert_one_line_error(proc, EXIT_NOINPUT, "image.fifo", "is a FIFO, not a regular file")
+
+
+def test_dev_zero_as_the_image_is_refused_instead_of_read_until_memory_runs_out():
+    proc = run_hvemu("boot", "/dev/zero", timeout=30)
+    assert_one_line_error(proc, EXIT_NOINPUT, "/dev/zero", "is a character device")
+
+
+def test_a_sparse_raw_image_larger_than_ram_is_refused_on_its_size_without_reading_it(tmp_path):
+    """A 2 GiB sparse file cost 2.1 GB of RSS before it was refused; now its size is
+    checked first (under a 1 GiB address-space limit the old code could not even try)."""
+    image = tmp_path / "sparse.bin"
+    with open(image, "wb") as f:
+        f.write(RV.code(RV.J_SELF))
+        f.truncate(2 << 30)
+    proc, peak = run_hvemu_measured("boot", image, address_space=1 << 30)
+    assert_one_line_error(proc, EXIT_DATAERR, "sparse.bin", "does not fit in RAM",
+                          "try a larger --memory")
+    assert peak < 256 << 20, peak

@@ -90,10 +90,10 @@ def test_opensbi_and_uboot_reach_the_prompt_and_answer_a_scripted_session():
     console.expect(r"=> ", 60)
 
     def command(line: str) -> str:
-        start = len(console.output_bytes)
+        start = console.position
         console.send(line + "\n")
         console.expect(r"\n=> ", 60, start)
-        return console.output_bytes[start:].decode()
+        return console.output_since(start).decode()
 
     assert "U-Boot 2023.01" in command("version")
     info = command("bdinfo")

@@ -7,16 +7,22 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import fdt
 import pytest
 from conftest import (
     BUNDLED,
+    EXIT_FAULT,
     EXIT_IDLE,
+    EXIT_IOERR,
     EXIT_MAX_INSNS,
     EXIT_TIMEOUT,
+    EXIT_USAGE,
     HELLO_ELF,
+    HVEMU_FAILURES,
+    REPO,
     RV,
     run_hvemu,
     stderr_lines,
@@ -255,3 +261,154 @@ def test_timeout_also_stops_a_guest_that_idles_in_wfi(raw_image):
     idle = raw_image(RV.code(RV.WFI, RV.jal(0, -4)))
     proc = run_hvemu("boot", "--timeout", "0.5", idle, timeout=3)
     assert proc.returncode in (EXIT_TIMEOUT, EXIT_IDLE)
+
+
+# ---- exit status: hvemu's own failures never look like the guest's ----
+
+@pytest.mark.parametrize("code", [1, 2])
+def test_a_guest_exiting_1_or_2_is_told_apart_from_hvemus_own_failures(raw_image, code):
+    proc = run_hvemu("boot", raw_image(RV.code(RV.poweroff(code))))
+    assert proc.returncode == code and proc.stderr == ""
+    assert code not in HVEMU_FAILURES
+    assert run_hvemu("boot", "--no-such-option").returncode == EXIT_USAGE
+
+
+def test_the_exit_status_table_is_documented_in_the_readme_and_the_cli_docstring():
+    from hvemu import cli
+    readme = (REPO / "README.md").read_text()
+    paragraph = readme[readme.index("Exit status"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    for code in (*HVEMU_FAILURES, EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS, 130):
+        assert re.search(rf"\b{code}\b", paragraph), code
+        assert re.search(rf"^ +{code} ", cli.__doc__, re.M), code
+
+
+# ---- numbers on the command line ----
+
+@pytest.mark.parametrize("option, value", [
+    ("--memory", "128MB"), ("--memory", " 128M"), ("--memory", "128M "),
+    ("--memory", "\u0661\u0662\u0668M"), ("--memory", "1_28M"), ("--memory", "+128M"),
+    ("--memory", "0x80M"), ("--memory", "1.5G"),
+    ("--max-instructions", "18446744073709551616"), ("--max-instructions", "\u0661\u0660"),
+    ("--max-instructions", " 10"), ("--max-instructions", "1_000"), ("--max-instructions", "1e6"),
+    ("--timeout", " 1"), ("--timeout", "1_0"), ("--timeout", "\u0661"), ("--timeout", "1e400"),
+    ("--timeout", "-0"),
+])
+def test_a_number_with_anything_but_ascii_digits_and_a_suffix_is_refused(option, value):
+    proc = run_hvemu("boot", option, value)
+    lines = stderr_lines(proc)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("hvemu: ") and option in lines[0]
+    assert proc.stdout == ""                               # the guest never ran
+
+
+@pytest.mark.parametrize("seconds", ["18446744073709551616", "1e300"])
+def test_a_timeout_too_long_to_wait_for_is_just_a_long_timeout(seconds):
+    """Found by the fuzz suite: the watchdog once passed it to Event.wait, which refuses
+    timeouts that large (OverflowError in the watchdog thread)."""
+    proc = run_hvemu("boot", "--timeout", seconds)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "hello: all tests passed" in proc.stdout.splitlines()
+
+
+def test_the_largest_instruction_count_is_accepted():
+    proc = run_hvemu("boot", "--max-instructions", str((1 << 64) - 1))
+    assert proc.returncode == 0, proc.stderr
+    assert "hello: all tests passed" in proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize("value, dtb", [
+    ("64M", "0x83e00000"), ("64", "0x83e00000"), ("67108864B", "0x83e00000"),
+    ("65536K", "0x83e00000"), ("1g", "0xbfe00000"),
+])
+def test_memory_sizes_bare_numbers_are_mib_as_in_qemu(value, dtb):
+    proc = run_hvemu("boot", "--memory", value)
+    assert proc.returncode == 0, proc.stderr
+    assert f"hello: dtb={dtb}" in proc.stdout.splitlines()
+
+
+# ---- QEMU's spellings ----
+
+def test_qemus_single_dash_options_work(tmp_path):
+    """`-kernel` and `-m 64` (MiB, as in QEMU): the teaching kernel on the built-in SBI."""
+    proc = run_hvemu("boot", "-kernel", "kernel", "-m", "64", "--timeout", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert "kernel: all processes exited" in proc.stdout
+
+
+def test_qemus_bios_spelling_and_bios_none(tmp_path):
+    as_bios = run_hvemu("boot", "-bios", "hello")
+    assert as_bios.returncode == 0, as_bios.stderr
+    assert as_bios.stdout.splitlines()[0] == HELLO_BANNER
+    none = run_hvemu("boot", "-bios", "none", "-kernel", "hello")   # M-mode, like QEMU
+    assert none.returncode == 0, none.stderr
+    assert none.stdout == as_bios.stdout
+
+
+def test_qemu_spellings_are_rewritten_only_where_an_option_can_stand():
+    from hvemu.cli import respell_qemu
+    takes_value = {"--disk", "--memory", "-m", "--kernel", "--bios"}
+    assert respell_qemu(["-bios", "fw.bin", "-kernel", "k", "-m", "512"], takes_value) == [
+        "--bios", "fw.bin", "--kernel", "k", "--memory", "512"]
+    assert respell_qemu(["--disk", "-kernel", "-m", "64"], takes_value) == [
+        "--disk", "-kernel", "--memory", "64"]                 # a value stays a value
+    assert respell_qemu(["--", "-bios"], takes_value) == ["--", "-bios"]
+
+
+def test_the_help_names_the_qemu_spellings():
+    proc = run_hvemu("boot", "--help")
+    assert proc.returncode == 0
+    for spelling in ("QEMU: -bios", "QEMU: -kernel", "QEMU: -m"):
+        assert spelling in proc.stdout
+
+
+def test_bios_none_needs_a_kernel():
+    proc = run_hvemu("boot", "-bios", "none")
+    assert proc.returncode == EXIT_USAGE and "--bios none needs a --kernel" in proc.stderr
+
+
+# ---- output that cannot be written ----
+
+def test_stats_json_that_cannot_be_written_keeps_the_guests_exit_status(raw_image):
+    proc = run_hvemu("boot", "--stats-json", "/dev/full", raw_image(RV.code(RV.poweroff(3))))
+    assert proc.returncode == 3
+    assert stderr_lines(proc) == ["hvemu: --stats-json /dev/full: cannot write (No space left "
+                                  "on device); the exit status is the guest's"]
+
+
+def yes_guest() -> bytes:
+    """Print "y\\n" forever."""
+    t1, t2 = RV.T1, RV.T2
+    return RV.code(RV.lui(t2, 0x10000), RV.addi(t1, 0, ord("y")), RV.sw(t1, t2, 0),
+                   RV.addi(t1, 0, 10), RV.sw(t1, t2, 0), RV.jal(0, -16))
+
+
+def test_a_reader_that_goes_away_stops_the_guest_with_exit_74_and_one_line(raw_image):
+    """`hvemu boot ... | head -c1`: it used to exit 1 without a word."""
+    proc = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "boot", "--timeout", "60",
+                             str(raw_image(yes_guest()))], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(1) == b"y"
+    proc.stdout.close()                                     # what head -c1 does
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == EXIT_IOERR
+    assert err.splitlines() == ["hvemu: stdout: cannot write the guest's console output "
+                                "(Broken pipe); the guest was stopped"]
+
+
+def test_a_full_stdout_is_exit_74_and_one_line():
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "hvemu.cli", "boot"], stdout=full,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == EXIT_IOERR
+    assert proc.stderr.decode().splitlines() == [
+        "hvemu: stdout: cannot write the guest's console output (No space left on device); "
+        "the guest was stopped"]
+
+
+def test_a_listing_whose_reader_went_away_is_exit_74_not_a_silent_1():
+    proc = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "images"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert proc.wait(30) == EXIT_IOERR
+    assert proc.stderr.read().decode() == "hvemu: stdout: cannot write (Broken pipe)\n"

@@ -1,6 +1,7 @@
-"""`hvemu disk create/info` and `hvemu boot --disk`: what is refused (exit 1, one
-`hvemu:` line, no traceback), what is accepted, and the device tree a guest with
-disks gets.
+"""`hvemu disk create/info` and `hvemu boot --disk`: what is refused (one `hvemu:`
+line, no traceback, and the exit status of cli.py's table: 64 for a bad command line,
+65 for a file that cannot be a disk, 66 for a file that cannot be used, 73 for a disk
+that cannot be created), what is accepted, and the device tree a guest with disks gets.
 
 Most refusals run `hvemu.cli.main` in-process (fast); a few run the real command
 as a subprocess to check the process-level behaviour too.
@@ -15,7 +16,15 @@ import subprocess
 
 import fdt
 import pytest
-from conftest import HELLO_ELF, run_hvemu, stderr_lines
+from conftest import (
+    EXIT_CANTCREAT,
+    EXIT_DATAERR,
+    EXIT_NOINPUT,
+    EXIT_USAGE,
+    HELLO_ELF,
+    run_hvemu,
+    stderr_lines,
+)
 
 from hvemu import cli
 from hvemu.disks import MAX_DISKS, DiskSpec, check_disks
@@ -38,9 +47,9 @@ def hvemu_main(capsys, monkeypatch, *args) -> tuple[int, str, str]:
     return (0 if code is None else code), out, err
 
 
-def assert_one_line_refusal(code: int, err: str, *words: str) -> str:
+def assert_one_line_refusal(code: int, err: str, *words: str, status: int = EXIT_USAGE) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1, err
+    assert code == status, err
     assert len(lines) == 1, err
     assert lines[0].startswith("hvemu: "), err
     assert "Traceback" not in err
@@ -119,11 +128,13 @@ def test_disk_create_refuses_to_overwrite(run, tmp_path):
     path = tmp_path / "keep.img"
     path.write_bytes(b"precious" * 64)
     code, _, err = run("disk", "create", path, "1M")
-    assert_one_line_refusal(code, err, "exists")
+    assert_one_line_refusal(code, err, "exists", status=EXIT_CANTCREAT)
     assert path.read_bytes() == b"precious" * 64
 
 
-@pytest.mark.parametrize("size", ["0", "100", "513", "1.5M", "abc", "", "10Q", "0x1000"])
+@pytest.mark.parametrize("size", ["0", "100", "513", "1.5M", "abc", "", "10Q", "0x1000",
+                                  " 1M", "1M ", "1MB", "1_048_576", "\u0661\u0660\u0662\u0664",
+                                  "+1M", "-1M"])
 def test_disk_create_refuses_bad_sizes(run, tmp_path, size):
     path = tmp_path / "bad.img"
     code, _, err = run("disk", "create", path, size)
@@ -133,7 +144,7 @@ def test_disk_create_refuses_bad_sizes(run, tmp_path, size):
 
 def test_disk_create_in_a_missing_directory(run, tmp_path):
     code, _, err = run("disk", "create", tmp_path / "no" / "such" / "d.img", "1M")
-    assert_one_line_refusal(code, err)
+    assert_one_line_refusal(code, err, status=EXIT_CANTCREAT)
 
 
 def test_disk_create_too_large(run, tmp_path):
@@ -175,7 +186,7 @@ def test_disk_info_of_a_full_file_is_not_sparse(run, tmp_path):
 def test_disk_info_refusals(run, tmp_path, what):
     path = tmp_path / "nothing.img" if what == "missing" else tmp_path
     code, _, err = run("disk", "info", path)
-    assert_one_line_refusal(code, err)
+    assert_one_line_refusal(code, err, status=EXIT_NOINPUT)
 
 
 # ---------------------------------------------------------------------------
@@ -184,27 +195,27 @@ def test_disk_info_refusals(run, tmp_path, what):
 
 def test_missing_disk_file(run, tmp_path):
     code, _, err = run("boot", "hello", "--disk", tmp_path / "absent.img")
-    assert_one_line_refusal(code, err, "absent.img", "no such file")
+    assert_one_line_refusal(code, err, "absent.img", "no such file", status=EXIT_NOINPUT)
 
 
 def test_disk_is_a_directory(run, tmp_path):
     code, _, err = run("boot", "hello", "--disk", tmp_path)
-    assert_one_line_refusal(code, err, "not a regular file")
+    assert_one_line_refusal(code, err, "not a regular file", status=EXIT_NOINPUT)
 
 
 def test_disk_is_a_character_device(run):
     code, _, err = run("boot", "hello", "--disk", "/dev/null")
-    assert_one_line_refusal(code, err, "not a regular file")
+    assert_one_line_refusal(code, err, "not a regular file", status=EXIT_NOINPUT)
 
 
 def test_disk_under_proc_is_refused(run):
-    code, _, err = run("boot", "hello", "--disk", "/proc/version")
-    assert_one_line_refusal(code, err, "/proc/version")
+    code, _, err = run("boot", "hello", "--disk", "/proc/version")   # a size of 0 bytes
+    assert_one_line_refusal(code, err, "/proc/version", status=EXIT_DATAERR)
 
 
 def test_unwritable_disk_is_refused(run, unwritable):
     code, _, err = run("boot", "hello", "--disk", unwritable)
-    assert_one_line_refusal(code, err, "writable")
+    assert_one_line_refusal(code, err, "writable", status=EXIT_NOINPUT)
 
 
 def test_unwritable_disk_is_fine_readonly(run, unwritable):
@@ -232,16 +243,17 @@ def test_bad_ranges(run, img, opts, words):
 def test_disk_size_not_a_multiple_of_512(run, img):
     path = img(size=1000)
     code, _, err = run("boot", "hello", "--disk", path)
-    assert_one_line_refusal(code, err, "multiple of 512")
+    assert_one_line_refusal(code, err, "multiple of 512", status=EXIT_DATAERR)
 
 
 def test_empty_disk_file(run, img):
     code, _, err = run("boot", "hello", "--disk", img(size=0))
-    assert_one_line_refusal(code, err)
+    assert_one_line_refusal(code, err, status=EXIT_DATAERR)
 
 
 @pytest.mark.parametrize("opt", ["foo=1", "readonly=1", "size=", "offset=", "ro=yes", "",
-                                 "size=-512", "size=1.5K"])
+                                 "size=-512", "size=1.5K", "size= 1K", "size=1KB",
+                                 "offset=\u0661K"])
 def test_unknown_or_malformed_options(run, img, opt):
     code, _, err = run("boot", "hello", "--disk", f"{img()},{opt}")
     assert_one_line_refusal(code, err)
@@ -299,9 +311,9 @@ def test_more_than_eight_disks(run, img):
 
 
 def test_refusals_as_a_subprocess(img, tmp_path):
-    """The real command: exit 1 and one line, for a missing file and for an overlap."""
+    """The real command: exit 66 or 64 and one line, for a missing file and for an overlap."""
     proc = run_hvemu("boot", "hello", "--disk", tmp_path / "absent.img", timeout=30)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_NOINPUT
     lines = stderr_lines(proc)
     assert len(lines) == 1 and lines[0].startswith("hvemu: ") and "absent.img" in lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -309,7 +321,7 @@ def test_refusals_as_a_subprocess(img, tmp_path):
     link = tmp_path / "hard.img"
     os.link(path, link)
     proc = run_hvemu("boot", "hello", "--disk", path, "--disk", link, timeout=30)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_USAGE
     lines = stderr_lines(proc)
     assert len(lines) == 1 and "overlaps" in lines[0] and "Traceback" not in proc.stderr
 

@@ -59,7 +59,7 @@ from vmkit import (
     VirtioDriver,
 )
 
-from hvemu.devices.virtio_blk import DiskImage, VirtioBlk
+from hvemu.devices.virtio_blk import CHUNK, MAX_ZERO_SEGMENTS, DiskImage, VirtioBlk
 from hvemu.devices.virtio_mmio import VirtioMmio
 
 DISK_SECTORS = 64
@@ -330,6 +330,76 @@ def test_write_zeroes_several_segments(rig):
     want[0:SECTOR] = bytes(SECTOR)
     want[10 * SECTOR:12 * SECTOR] = bytes(2 * SECTOR)
     assert rig.file() == bytes(want)
+
+
+def test_write_zeroes_with_more_segments_than_max_write_zeroes_seg_is_unsupp(rig):
+    """The config says how many segments a request may have (max_write_zeroes_seg);
+    more is refused as QEMU refuses it, before any of them is done."""
+    assert rig.drv.config(0x34, 4) == MAX_ZERO_SEGMENTS
+    assert rig.drv.config(0x28, 4) == MAX_ZERO_SEGMENTS            # max_discard_seg
+    segs = struct.pack("<QII", 0, 1, 0) * (MAX_ZERO_SEGMENTS + 1)
+    assert rig.drv.request(T_WRITE_ZEROES, extra=segs)[0] == S_UNSUPP
+    assert rig.drv.request(T_DISCARD, extra=segs)[0] == S_UNSUPP
+    assert rig.file() == pattern(DISK_SECTORS * SECTOR)
+    assert rig.disk.writes == 0
+
+
+@pytest.mark.parametrize("kind, flags", [(T_WRITE_ZEROES, 2), (T_WRITE_ZEROES, 1 << 31),
+                                         (T_DISCARD, 1)])
+def test_unknown_segment_flags_and_unmap_on_discard_are_unsupp(rig, kind, flags):
+    """5.2.6.2: unknown flags, and the unmap flag on a DISCARD, are UNSUPP."""
+    seg = struct.pack("<QII", 0, 1, flags)
+    assert rig.drv.request(kind, extra=seg)[0] == S_UNSUPP
+    assert rig.file() == pattern(DISK_SECTORS * SECTOR)
+
+
+def test_write_zeroes_with_the_unmap_flag_zeroes(rig):
+    assert rig.drv.request(T_WRITE_ZEROES, extra=struct.pack("<QII", 2, 1, 1))[0] == S_OK
+    assert rig.file()[2 * SECTOR:3 * SECTOR] == bytes(SECTOR)
+
+
+def test_a_header_split_over_two_descriptors(rig):
+    d = rig.drv
+    hdr = d.header(T_IN, 6)
+    st = d.alloc(1)
+    head = d.chain([(hdr, 8, False), (hdr + 8, 8, False), (d.DATA, SECTOR, True), (st, 1, True)])
+    d.make_avail(head)
+    assert d.mem.read(st, 1)[0] == S_OK
+    assert d.mem.read(d.DATA, SECTOR) == pattern(DISK_SECTORS * SECTOR)[6 * SECTOR:7 * SECTOR]
+
+
+def test_requests_larger_than_a_chunk_over_odd_descriptors_move_every_byte(tmp_path):
+    """Data moves CHUNK bytes at a time; descriptors of odd sizes straddle the chunks."""
+    mem = GuestMemory(RAM_BASE, 8 << 20)
+    path = tmp_path / "big.img"
+    path.write_bytes(bytes(4 << 20))
+    disk = DiskImage(str(path))
+    dev = VirtioMmio(mem, VirtioBlk(disk), irq=IrqLine())
+    d = VirtioDriver(dev, mem, qsize=16)
+    d.init()
+    sizes = [100, CHUNK - 100 + 512 * 3, 7 * 512 + 12, CHUNK + 500, 3 * 512 - 12 - 500 + 512]
+    total = sum(sizes)
+    assert total % SECTOR == 0 and total > 2 * CHUNK
+    data = pattern(total, seed=5)
+    base = RAM_BASE + (1 << 20)
+    mem.write(base, data)
+    bufs, at = [], base
+    for n in sizes:                                 # adjacent pieces, in order
+        bufs.append((at, n, False))
+        at += n
+    st = d.alloc(1)
+    head = d.chain([(d.header(T_OUT, 8), 16, False), *bufs, (st, 1, True)])
+    d.make_avail(head)
+    assert mem.read(st, 1)[0] == S_OK
+    assert path.read_bytes()[8 * SECTOR:8 * SECTOR + total] == data
+    mem.write(base, bytes(total))
+    head = d.chain([(d.header(T_IN, 8), 16, False), *[(a, n, True) for a, n, _ in bufs],
+                    (st, 1, True)])
+    d.make_avail(head)
+    assert mem.read(st, 1)[0] == S_OK
+    assert mem.read(base, total) == data
+    assert d.used_elem(1) == (head, total + 1)
+    disk.close()
 
 
 def test_discard_stays_in_its_range(rig):

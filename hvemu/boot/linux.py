@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..errors import ImageError
+from ..errors import ImageError, UsageError
 
 HEADER = struct.Struct("<IIQQQIIQ8sII")
 MAGIC, MAGIC2 = b"RISCV\0\0\0", 0x05435352
@@ -40,23 +40,25 @@ def parse_header(data: bytes) -> LinuxImage | None:
                       data[:2] == b"MZ" and res3 != 0)
 
 
-def check_image(path: str, data: bytes, image: LinuxImage) -> None:
-    """Refuse, with one line, a Linux Image that cannot be complete."""
+def check_image(path: str, head: bytes, size: int, image: LinuxImage) -> None:
+    """Refuse, with one line, a Linux Image that cannot be complete: head is the start of
+    the file (its first 4 KiB hold the PE headers of an EFI stub), size its length."""
     if not image.efi:
         return
-    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    pe = struct.unpack_from("<I", head, 0x3C)[0]
     try:
-        if data[pe:pe + 4] != b"PE\0\0":
+        if head[pe:pe + 4] != b"PE\0\0":
             raise ImageError(f"{path}: Linux Image with an EFI stub but no PE header at "
                              f"{pe:#x}: truncated or corrupt")
-        nsections, _, _, _, opt_size = struct.unpack_from("<HIIIH", data, pe + 6)
+        nsections, _, _, _, opt_size = struct.unpack_from("<HIIIH", head, pe + 6)
         table = pe + 24 + opt_size
-        need = max((sum(struct.unpack_from("<II", data, table + 40 * i + 16))
+        need = max((sum(struct.unpack_from("<II", head, table + 40 * i + 16))
                     for i in range(nsections)), default=0)
     except struct.error:
-        need = len(data) + 1
-    if len(data) < need:
-        raise ImageError(f"{path}: truncated Linux Image: the file has {len(data):,} bytes, "
+        raise ImageError(f"{path}: Linux Image whose PE section table is not in its first "
+                         f"{len(head)} bytes: truncated or corrupt") from None
+    if size < need:
+        raise ImageError(f"{path}: truncated Linux Image: the file has {size:,} bytes, "
                          f"its sections need {need:,}")
 
 
@@ -69,8 +71,8 @@ def check_command_line(text: str) -> bytes:
     """The kernel command line as bytes; refused if Linux would truncate it."""
     raw = text.encode()
     if len(raw) >= COMMAND_LINE_SIZE:
-        raise ImageError(f"--append: the command line has {len(raw)} bytes; Linux on RISC-V "
+        raise UsageError(f"--append: the command line has {len(raw)} bytes; Linux on RISC-V "
                          f"takes at most {COMMAND_LINE_SIZE - 1}")
     if b"\0" in raw:
-        raise ImageError("--append: the command line must not contain NUL bytes")
+        raise UsageError("--append: the command line must not contain NUL bytes")
     return raw

@@ -20,6 +20,7 @@ from .privileged import prepare
 from .stats import ExitStats
 
 SLICE = 1 << 22                 # instructions between the hypervisor's polls
+WATCHDOG_KICK = 0.01            # seconds between the watchdog's kicks once the deadline passed
 ACCESS_FAULT = {False: 5, True: 7}
 
 
@@ -69,8 +70,9 @@ class Hypervisor:
         self.fault: GuestFault | None = None
         self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio]
         self._system: dict = {}              # instruction word -> prepared handler
-        self._request: str | None = None     # pause, reset or shutdown, from any thread
+        self._request: str | None = None     # pause, reset, timeout or shutdown, any thread
         self._resumed = threading.Event()
+        self._watchdog_done: threading.Event | None = None
         self._run_started: float | None = None
         self._core_start = self._seconds_before = self._core_before = 0.0
 
@@ -95,6 +97,7 @@ class Hypervisor:
             except Stop as stop:
                 self._run_started = None
                 return stop
+        self._start_watchdog()
         try:
             if self.tracer is None:
                 while True:
@@ -109,19 +112,55 @@ class Hypervisor:
         except Stop as stop:
             return stop
         finally:
+            self._stop_watchdog()
             self._run_started = None
             self.stats.seconds = self._seconds_before + time.perf_counter() - start
             self.stats.core_seconds = self._core_before + vcpu.core_seconds - core_start
             self.stats.instructions = vcpu.instret
             self.stats.shadow = vcpu.shadow_stats
 
+    # ---- the host deadline (--timeout) ----
+    def _start_watchdog(self) -> None:
+        """--timeout holds however the guest runs: a thread sleeps until the deadline, then
+        asks for a stop and kicks the core every WATCHDOG_KICK seconds until the run loop
+        has stopped.  The loop itself pays nothing per exit for it."""
+        if self.deadline is None:
+            return
+        done = self._watchdog_done = threading.Event()
+        deadline = self.deadline
+
+        def watch() -> None:
+            while (left := deadline - time.monotonic()) > 0:
+                if done.wait(min(left, 3600.0)):      # Event.wait refuses huge timeouts
+                    return
+            while True:
+                self.request("timeout")
+                if done.wait(WATCHDOG_KICK):
+                    return
+        threading.Thread(target=watch, name="hvemu-watchdog", daemon=True).start()
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_done is not None:
+            self._watchdog_done.set()
+            self._watchdog_done = None
+        if self._request == "timeout":       # a late kick must not outlive this run
+            self._request = None
+
+    def check_limits(self) -> None:
+        """Stop (raise Stop) if the host deadline has passed or a shutdown is asked for:
+        called by devices between bounded pieces of a long request."""
+        if self._request in ("timeout", "shutdown"):
+            self._serve_request()
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise Stop("timeout")
+
     # ---- exits ----
-    REQUEST_RANK = {None: 0, "pause": 1, "reset": 2, "shutdown": 3}
+    REQUEST_RANK = {None: 0, "pause": 1, "reset": 2, "timeout": 3, "shutdown": 4}
 
     def request(self, what: str) -> None:
-        """Ask the run loop (possibly from another thread) to pause, reset or shut down;
-        the core is kicked so that it exits soon.  A shutdown is never replaced by a
-        reset or a pause, nor a reset by a pause."""
+        """Ask the run loop (possibly from another thread) to pause, reset, stop at the
+        deadline or shut down; the core is kicked so that it exits soon.  A request is
+        never replaced by one of a lower rank (shutdown > timeout > reset > pause)."""
         if self.REQUEST_RANK[what] > self.REQUEST_RANK[self._request]:
             self._request = what
         if what == "pause":
@@ -149,6 +188,8 @@ class Hypervisor:
         what, self._request = self._request, None
         if what == "shutdown":
             raise Stop("shutdown")
+        if what == "timeout":
+            raise Stop("timeout")
         if what == "reset":
             raise Stop("reset")
         if what == "pause":
@@ -156,7 +197,7 @@ class Hypervisor:
             while not self._resumed.wait(0.05):
                 if self.poll is not None:
                     self.poll()              # the console may resume (Ctrl-A p) or quit
-                if self._request in ("shutdown", "reset"):
+                if self._request in ("shutdown", "timeout", "reset"):
                     return self._serve_request()
             self.vm.state = "running"
 
