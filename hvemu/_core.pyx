@@ -21,6 +21,9 @@ structs are declared in _core.pxd):
     core/tlb.pxi         the shadow TLB and the Sv39/Sv48 page walk
     core/alu.pxi         integer arithmetic shared by both engines (M, A)
     core/decode.pxi      the pre-decoder: instruction words -> Decoded slots
+    core/bitmanip.pxi    Zba/Zbb/Zbc/Zbs/Zicond: decoder and helpers
+    core/cmo.pxi         Zicbom/Zicboz: cache-block operations
+    core/trigger.pxi     Sdtrig: debug trigger matching
     core/interp.pxi      the reference interpreter (`--reference`)
     core/fastpath.pxi.in the pre-decoded fast path, a template setup.py expands
     _core.pyx            this file: the Python interface (GuestMemory, VCpu)
@@ -38,6 +41,9 @@ include "core/memory.pxi"
 include "core/tlb.pxi"
 include "core/alu.pxi"
 include "core/decode.pxi"
+include "core/bitmanip.pxi"
+include "core/cmo.pxi"
+include "core/trigger.pxi"
 include "core/interp.pxi"
 include "core/fastpath.pxi"
 
@@ -161,6 +167,7 @@ cdef class VCpu:
         self.s.fast = 1
         self.s.insns_per_tick = 10
         self.s.watch_page = TLB_INVALID
+        self.s.cbo_allowed = CBO_ALL
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
 
     def __dealloc__(self):
@@ -349,6 +356,18 @@ cdef class VCpu:
             self.s.watch_page = <uint64_t>pa >> 12
             self.s.watch_pa = pa
         flush_store_tlb(self.s)
+
+    def set_cbo(self, uint32_t allowed):
+        """The cache-block operations the current privilege may run: CBO_ALLOW_* bits
+        (the hypervisor's reading of menvcfg/senvcfg); the others raise illegal
+        instruction."""
+        self.s.cbo_allowed = allowed
+
+    def set_triggers(self, triggers):
+        """The debug triggers, [(tdata2, flags, match, size), ...] (TRIGGER_* flags; see
+        core/trigger.pxi).  While one has TRIGGER_ARMED, run() checks every instruction
+        in the reference interpreter."""
+        trig_load(self.s, triggers)
 
     @property
     def fast(self):
