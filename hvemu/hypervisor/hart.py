@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from .._core import VCpu
 from .csr import (
+    ENVCFG_CBCFE,
+    ENVCFG_CBIE_INVAL,
+    ENVCFG_CBZE,
     MEDELEG_WRITABLE,
     MEIP,
     MENVCFG_STCE,
@@ -68,6 +71,8 @@ class VirtualHart:
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps
+        self._cbo = -1                    # the cbo.* mask the core has (CBO_ALLOW_*)
+        self._triggers_live = False       # the core may hold armed triggers
 
     def reset(self, pc: int) -> None:
         self.csr.reset()
@@ -86,7 +91,8 @@ class VirtualHart:
         c.medeleg = MEDELEG_WRITABLE & ~(1 << 9)     # all but ecall from S (the SBI's)
         c.mideleg = SSIP | STIP | SEIP
         c.mcounteren = 7
-        c.menvcfg = MENVCFG_STCE
+        # Sstc, and the cache-block operations for S as OpenSBI enables them
+        c.menvcfg = MENVCFG_STCE | ENVCFG_CBIE_INVAL | ENVCFG_CBCFE | ENVCFG_CBZE
         self.priv = S
         self.vcpu.set_x(10, a0)
         self.vcpu.set_x(11, a1)
@@ -115,6 +121,26 @@ class VirtualHart:
         self.vcpu.set_mode(self.priv, ls_priv, mode, (c.satp & ((1 << 44) - 1)) << 12,
                            bool(ms & SUM), bool(ms & MXR))
         self.sync_counters()
+        self.sync_cbo()
+        if self._triggers_live:
+            self.sync_triggers()
+
+    def sync_cbo(self) -> None:
+        """Push which cache-block operations this privilege may run (menvcfg/senvcfg)."""
+        cbo = self.csr.cbo_allowed(self.priv)
+        if cbo != self._cbo:
+            self._cbo = cbo
+            self.vcpu.set_cbo(cbo)
+
+    def sync_triggers(self) -> None:
+        """Push the debug triggers as they apply at this privilege and mstatus.MIE/SIE
+        (call after any change of the trigger CSRs, the privilege, MIE/SIE or medeleg)."""
+        c = self.csr
+        if not c.triggers.configured and not self._triggers_live:
+            return
+        view = c.triggers.core_view(self.priv, c.mstatus, c.medeleg)
+        self.vcpu.set_triggers(view)
+        self._triggers_live = c.triggers.configured
 
     # ---- traps ----
     def take_trap(self, cause: int, tval: int, pc: int) -> str:
