@@ -95,7 +95,8 @@ ctypedef struct HartState:
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
-    uint32_t cbo_allowed # the cbo.* this privilege may run (menvcfg/senvcfg; core/cmo.pxi)
+    uint64_t menvcfg     # menvcfg and senvcfg: which cbo.* may run below M (core/cmo.pxi)
+    uint64_t senvcfg
     uint32_t trig_armed  # a trigger can fire now: run the reference interpreter, checking
     uint32_t trig_n
     Trigger trig[TRIG_MAX]

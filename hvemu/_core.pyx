@@ -167,7 +167,6 @@ cdef class VCpu:
         self.s.fast = 1
         self.s.insns_per_tick = 10
         self.s.watch_page = TLB_INVALID
-        self.s.cbo_allowed = CBO_ALL
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
 
     def __dealloc__(self):
@@ -357,11 +356,11 @@ cdef class VCpu:
             self.s.watch_pa = pa
         flush_store_tlb(self.s)
 
-    def set_cbo(self, uint32_t allowed):
-        """The cache-block operations the current privilege may run: CBO_ALLOW_* bits
-        (the hypervisor's reading of menvcfg/senvcfg); the others raise illegal
-        instruction."""
-        self.s.cbo_allowed = allowed
+    def set_envcfg(self, uint64_t menvcfg, uint64_t senvcfg):
+        """menvcfg and senvcfg, whose CBIE/CBCFE/CBZE fields say which cache-block
+        operations S and U may run (pushed by the hypervisor when they change)."""
+        self.s.menvcfg = menvcfg
+        self.s.senvcfg = senvcfg
 
     def set_triggers(self, triggers):
         """The debug triggers, [(tdata2, flags, match, size), ...] (TRIGGER_* flags; see

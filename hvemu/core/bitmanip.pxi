@@ -34,8 +34,9 @@ cdef extern from *:
         uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
         uint64_t top = (((a & low7) + low7) | a) & ~low7;   /* bit 7 of each byte: byte != 0 */
         return (top >> 7) * 0xff; }
-    /* carry-less products: lo and hi halves of the 128-bit product */
-    static inline void hv_clmul128(uint64_t a, uint64_t b, uint64_t* lo, uint64_t* hi) {
+    /* carry-less products: lo and hi halves of the 128-bit product (out of line: its
+       loop in the fast path's arms would cost the dispatch a register) */
+    static __attribute__((noinline)) void hv_clmul128(uint64_t a, uint64_t b, uint64_t* lo, uint64_t* hi) {
         uint64_t l = 0, h = 0; int i;
         for (i = 0; i < 64; i++)
             if ((b >> i) & 1) { l ^= a << i; if (i) h ^= a >> (64 - i); }

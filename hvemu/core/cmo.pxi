@@ -4,19 +4,17 @@
 #
 # The machine has no caches, so the management operations only check that the block
 # may be accessed; cbo.zero stores zeros to the whole block like any store (through
-# the shadow TLB, dropping decoded instructions it overwrites).  Which of them the
-# current privilege may run (menvcfg/senvcfg CBIE, CBCFE, CBZE) is pushed by the
-# hypervisor into HartState.cbo_allowed, as the translation state is.
+# the shadow TLB, dropping decoded instructions it overwrites).  Which of them S and U
+# may run is up to menvcfg and senvcfg (their CBIE, CBCFE and CBZE fields), which the
+# hypervisor pushes into HartState when they change, as it does the translation state.
 
 cdef enum:
     CBO_BLOCK = 64          # bytes: the cache-block size the device tree advertises
-    CBO_CLEAN_FLUSH = 1     # HartState.cbo_allowed: cbo.clean and cbo.flush may run
-    CBO_INVAL = 2           # cbo.inval may run (an invalidate or a flush: the same here)
-    CBO_ZERO = 4            # cbo.zero may run
-    CBO_ALL = 7
+    ENVCFG_CBIE = 0x30      # menvcfg/senvcfg: cbo.inval (0b00 illegal, 0b01 flush, 0b11 inval)
+    ENVCFG_CBCFE = 0x40     # cbo.clean and cbo.flush
+    ENVCFG_CBZE = 0x80      # cbo.zero
 
 CBO_BLOCK_SIZE = CBO_BLOCK
-CBO_ALLOW_CLEAN_FLUSH, CBO_ALLOW_INVAL, CBO_ALLOW_ZERO = CBO_CLEAN_FLUSH, CBO_INVAL, CBO_ZERO
 
 
 cdef int cbo_exec(HartState* s, uint32_t insn, uint64_t addr) noexcept nogil:
@@ -27,20 +25,24 @@ cdef int cbo_exec(HartState* s, uint32_t insn, uint64_t addr) noexcept nogil:
     may not run.  Faults report addr, not the block's base, in tval, and are always
     store faults (CMO spec, "Page-Fault, Guest-Page-Fault, and Access-Fault
     Exceptions"); there are no misaligned-address exceptions."""
-    cdef uint32_t f12 = insn >> 20, need
-    cdef uint64_t block = addr & ~<uint64_t>(CBO_BLOCK - 1)
+    cdef uint32_t f12 = insn >> 20
+    cdef uint64_t block = addr & ~<uint64_t>(CBO_BLOCK - 1), need, cfg
     if f12 == 0:
-        need = CBO_INVAL
+        need = ENVCFG_CBIE
     elif f12 == 1 or f12 == 2:
-        need = CBO_CLEAN_FLUSH
+        need = ENVCFG_CBCFE
     elif f12 == 4:
-        need = CBO_ZERO
+        need = ENVCFG_CBZE
     else:
         need = 0
-    if need == 0 or ((insn >> 7) & 31) != 0 or not (s.cbo_allowed & need):
+    # "CSR controls for CMO instructions": below M menvcfg must enable the operation,
+    # in U senvcfg too (CBIE is never the reserved 0b10, so 0b01 & 0b11 is not 0; the
+    # flush that CBIE = 0b01 asks for is the same as an invalidate here)
+    cfg = ~<uint64_t>0 if s.priv == 3 else (s.menvcfg if s.priv == 1 else s.menvcfg & s.senvcfg)
+    if need == 0 or ((insn >> 7) & 31) != 0 or not (cfg & need):
         set_exception(s, s.exit.pc, CAUSE_ILLEGAL, insn)
         return MEM_EXIT
-    if need == CBO_ZERO:
+    if need == ENVCFG_CBZE:
         return cbo_zero(s, addr, block)
     return cbo_manage(s, addr, block)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from .._core import CBO_ALLOW_CLEAN_FLUSH, CBO_ALLOW_INVAL, CBO_ALLOW_ZERO
 from .triggers import CSR_NAMES as TRIGGER_CSR_NAMES
 from .triggers import TriggerModule
 
@@ -119,18 +118,6 @@ class VirtualCsrFile:
         if not (self.mcounteren >> bit) & 1:
             return False
         return priv == S or bool((self.scounteren >> bit) & 1)
-
-    def cbo_allowed(self, priv: int) -> int:
-        """The cache-block operations priv may run, as CBO_ALLOW_* bits (CMO spec, "CSR
-        controls for CMO instructions"): below M menvcfg's CBIE/CBCFE/CBZE must allow
-        them, in U senvcfg's too.  (cbo.inval then invalidates or flushes, which on a
-        machine without caches is the same.)"""
-        if priv == M:
-            return CBO_ALLOW_CLEAN_FLUSH | CBO_ALLOW_INVAL | CBO_ALLOW_ZERO
-        cfg = self.menvcfg if priv == S else self.menvcfg & self.senvcfg
-        return ((CBO_ALLOW_CLEAN_FLUSH if cfg & ENVCFG_CBCFE else 0) |
-                (CBO_ALLOW_INVAL if cfg & ENVCFG_CBIE else 0) |   # 0b01 & 0b11 is not 0
-                (CBO_ALLOW_ZERO if cfg & ENVCFG_CBZE else 0))
 
     # ---- access ----
     def read(self, csr: int, priv: int) -> int:

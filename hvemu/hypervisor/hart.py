@@ -71,7 +71,6 @@ class VirtualHart:
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps
-        self._cbo = -1                    # the cbo.* mask the core has (CBO_ALLOW_*)
         self._triggers_live = False       # the core may hold armed triggers
 
     def reset(self, pc: int) -> None:
@@ -83,6 +82,7 @@ class VirtualHart:
         self.vcpu.clear_reservation()
         self.last_trap = self.first_trap = None
         self.sync_mode()
+        self.sync_envcfg()
 
     def enter_supervisor(self, a0: int, a1: int) -> None:
         """Start in S-mode as if SBI firmware had run: traps delegated as OpenSBI does,
@@ -97,6 +97,7 @@ class VirtualHart:
         self.vcpu.set_x(10, a0)
         self.vcpu.set_x(11, a1)
         self.sync_mode()
+        self.sync_envcfg()
 
     def sync_counters(self) -> None:
         """Push what the core needs to read cycle/time/instret itself (the native twin of
@@ -121,16 +122,12 @@ class VirtualHart:
         self.vcpu.set_mode(self.priv, ls_priv, mode, (c.satp & ((1 << 44) - 1)) << 12,
                            bool(ms & SUM), bool(ms & MXR))
         self.sync_counters()
-        self.sync_cbo()
         if self._triggers_live:
             self.sync_triggers()
 
-    def sync_cbo(self) -> None:
-        """Push which cache-block operations this privilege may run (menvcfg/senvcfg)."""
-        cbo = self.csr.cbo_allowed(self.priv)
-        if cbo != self._cbo:
-            self._cbo = cbo
-            self.vcpu.set_cbo(cbo)
+    def sync_envcfg(self) -> None:
+        """Push menvcfg and senvcfg: the core gates cbo.* in S and U by them."""
+        self.vcpu.set_envcfg(self.csr.menvcfg, self.csr.senvcfg)
 
     def sync_triggers(self) -> None:
         """Push the debug triggers as they apply at this privilege and mstatus.MIE/SIE

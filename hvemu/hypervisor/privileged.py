@@ -79,7 +79,7 @@ def csr_instruction(hv, insn: int) -> None:
     if csr in COUNTER_CSRS:
         hart.sync_counters()
     if csr in ENVCFG_CSRS:
-        hart.sync_cbo()
+        hart.sync_envcfg()
     if csr in TRIGGER_CSRS:
         hart.sync_triggers()
     if csr in MODE_CSRS:
