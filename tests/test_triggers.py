@@ -44,8 +44,8 @@ from corekit import (
     using_engine,
 )
 from extkit import cbo_clean, cbo_zero, prefetch_r, run_guest
-
 from hvemu._core import EXCEPTION, TRIGGER_COUNT
+
 from hvemu.hypervisor.csr import IllegalCsrAccess, M, S, VirtualCsrFile
 from hvemu.hypervisor.triggers import (
     CHAIN,
@@ -54,17 +54,17 @@ from hvemu.hypervisor.triggers import (
     LOAD,
     M6_HIT0,
     M6_SELECT,
+    M_BIT,
     MC_HIT,
     MC_SELECT,
     MC_TIMING,
+    S_BIT,
     STORE,
     TDATA1,
     TDATA2,
     TDATA3,
     TINFO,
     TSELECT,
-    M_BIT,
-    S_BIT,
     U_BIT,
     TriggerModule,
 )
