@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The fast path: executes RV64IMAC guest code and walks guest page tables.
+"""The fast path: executes RV64IMAC (+ Zba/Zbb/Zbc/Zbs, Zicond, Zicbom/Zicboz) guest code
+and walks guest page tables; matches Sdtrig triggers when the hypervisor arms them.
 
 `VCpu.run()` executes guest instructions in a `nogil` C loop until something
 needs the hypervisor, then returns an exit reason; the operands are in the exit

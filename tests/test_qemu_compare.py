@@ -1,9 +1,10 @@
 """traps.elf, paging.elf and bitmanip.elf print the same dump on hvemu and on QEMU.
 
 The guests (firmware/compare/) run trap and Sv39 page-walk experiments whose
-outcome the RISC-V privileged spec fixes, and every Zba/Zbb/Zbc/Zbs instruction, and print one `name=0x<16 hex digits>`
-line per value between `compare: <image>` and `compare: end`, then power off
-through the test finisher.  Each is booted on hvemu (`hvemu boot X.elf`) and on
+outcome the RISC-V privileged spec fixes, and every Zba/Zbb/Zbc/Zbs instruction,
+and print one `name=0x<16 hex digits>` line per value between `compare: <image>`
+and `compare: end`, then power off through the test finisher.  Each is booted on
+hvemu (`hvemu boot X.elf`) and on
 `qemu-system-riscv64 -M virt -bios none -nographic -kernel X.elf` (QEMU 7.2,
 Debian's qemu-system-misc) and the two dumps must be identical line for line.
 Anything the spec leaves open is not printed by the guests (see the comments at
