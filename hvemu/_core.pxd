@@ -21,6 +21,16 @@ cdef enum:  # TLB entry flags
     TLB_GLOBAL = 1       # filled from a PTE with G set
     TLB_SUPER = 2        # a 4 KiB slice of a superpage
 
+cdef enum:
+    TRIG_MAX = 4            # Sdtrig triggers per hart (core/trigger.pxi)
+
+ctypedef struct Trigger:
+    # what the core needs to match one debug trigger, pushed by the hypervisor
+    uint64_t tdata2      # the compare value
+    uint32_t flags       # TRIG_* of core/trigger.pxi: load/store/execute, armed, chain
+    uint32_t match       # mcontrol6.match: 0 =, 1 napot, 2 >=, 3 <, 4/5 masked; +8 negated
+    uint32_t size        # bytes of the access or instruction it matches; 0: any
+
 ctypedef struct TlbEntry:
     uint64_t tag         # guest virtual page number, or TLB_INVALID
     uint64_t addend      # host address minus guest virtual address
@@ -85,6 +95,11 @@ ctypedef struct HartState:
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
+    uint64_t menvcfg     # menvcfg and senvcfg: which cbo.* may run below M (core/cmo.pxi)
+    uint64_t senvcfg
+    uint32_t trig_armed  # a trigger can fire now: run the reference interpreter, checking
+    uint32_t trig_n
+    Trigger trig[TRIG_MAX]
     # the shadow TLB: [privilege U/S/M][access type][index]
     TlbEntry tlb[3][3][TLB_SIZE]
     uint32_t tlb_has_super

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The fast path: executes RV64IMAC guest code and walks guest page tables.
+"""The fast path: executes RV64IMAC (+ Zba/Zbb/Zbc/Zbs, Zicond, Zicbom/Zicboz) guest code
+and walks guest page tables; matches Sdtrig triggers when the hypervisor arms them.
 
 `VCpu.run()` executes guest instructions in a `nogil` C loop until something
 needs the hypervisor, then returns an exit reason; the operands are in the exit
@@ -21,6 +22,9 @@ structs are declared in _core.pxd):
     core/tlb.pxi         the shadow TLB and the Sv39/Sv48 page walk
     core/alu.pxi         integer arithmetic shared by both engines (M, A)
     core/decode.pxi      the pre-decoder: instruction words -> Decoded slots
+    core/bitmanip.pxi    Zba/Zbb/Zbc/Zbs/Zicond: decoder and helpers
+    core/cmo.pxi         Zicbom/Zicboz: cache-block operations
+    core/trigger.pxi     Sdtrig: debug trigger matching
     core/interp.pxi      the reference interpreter (`--reference`)
     core/fastpath.pxi.in the pre-decoded fast path, a template setup.py expands
     _core.pyx            this file: the Python interface (GuestMemory, VCpu)
@@ -38,6 +42,9 @@ include "core/memory.pxi"
 include "core/tlb.pxi"
 include "core/alu.pxi"
 include "core/decode.pxi"
+include "core/bitmanip.pxi"
+include "core/cmo.pxi"
+include "core/trigger.pxi"
 include "core/interp.pxi"
 include "core/fastpath.pxi"
 
@@ -349,6 +356,18 @@ cdef class VCpu:
             self.s.watch_page = <uint64_t>pa >> 12
             self.s.watch_pa = pa
         flush_store_tlb(self.s)
+
+    def set_envcfg(self, uint64_t menvcfg, uint64_t senvcfg):
+        """menvcfg and senvcfg, whose CBIE/CBCFE/CBZE fields say which cache-block
+        operations S and U may run (pushed by the hypervisor when they change)."""
+        self.s.menvcfg = menvcfg
+        self.s.senvcfg = senvcfg
+
+    def set_triggers(self, triggers):
+        """The debug triggers, [(tdata2, flags, match, size), ...] (TRIGGER_* flags; see
+        core/trigger.pxi).  While one has TRIGGER_ARMED, run() checks every instruction
+        in the reference interpreter."""
+        trig_load(self.s, triggers)
 
     @property
     def fast(self):

@@ -584,18 +584,18 @@ def have_assembler() -> bool:
     return bool(shutil.which(AS) and shutil.which(OBJCOPY))
 
 
-def assemble(src: str, rvc: bool = False) -> bytes:
+def assemble(src: str, rvc: bool = False, march: str = MARCH) -> bytes:
     """Assemble src with GNU as (no linker relaxation) and return the raw .text bytes.
 
     Unless rvc is true, `.option norvc` keeps every instruction 32-bit (and then
     the explicit `c.*` mnemonics are rejected); with rvc the assembler compresses
-    whatever it can."""
+    whatever it can.  march: the -march of GNU as (extensions beyond RV64IMAC)."""
     as_, objcopy = require_tool(AS), require_tool(OBJCOPY)
     head = "" if rvc else ".option norvc\n"
     with tempfile.TemporaryDirectory() as tmp:
         src_path, obj, out = Path(tmp, "t.s"), Path(tmp, "t.o"), Path(tmp, "t.bin")
         src_path.write_text(head + src + "\n")
-        res = subprocess.run([as_, f"-march={MARCH}", "-mabi=lp64", "-mno-relax",
+        res = subprocess.run([as_, f"-march={march}", "-mabi=lp64", "-mno-relax",
                               "-o", str(obj), str(src_path)], capture_output=True, text=True)
         if res.returncode:
             raise AssertionError(f"assembler failed:\n{res.stderr}")

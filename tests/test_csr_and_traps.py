@@ -61,11 +61,12 @@ def mpp(mstatus: int) -> int:
 
 # ====================================================================== CSR file
 
-def test_misa_is_rv64_acimsu_and_ignores_writes(csr):
+def test_misa_is_rv64_abcimsu_and_ignores_writes(csr):
     value = csr.read(MISA, M)
-    assert value == 0x8000_0000_0014_1105
+    assert value == 0x8000_0000_0014_1107
     assert value >> 62 == 2                                        # MXL = 64-bit
-    assert {chr(ord("A") + i) for i in range(26) if value >> i & 1} == set("ACIMSU")
+    # B: Zba, Zbb and Zbs are all implemented (privileged spec, misa)
+    assert {chr(ord("A") + i) for i in range(26) if value >> i & 1} == set("ABCIMSU")
     csr.write(MISA, 0, M)
     assert csr.read(MISA, M) == value
 

@@ -11,6 +11,11 @@ and counted loops (a5 is their counter, written by nothing else).  The code
 starts at a random even offset before a page boundary, so instructions
 straddle pages and the fast path leaves and re-enters pages.
 
+The hints of Zicbop (prefetch.i/r/w) and Zihintpause (pause) are in the mix too: Unicorn
+runs them as the ORI and FENCE they are encoded as.  It implements no other instruction
+of the bit-manipulation, Zicond or cache-block extensions (test_bitmanip.py and
+test_cmo.py check those against a model and hand-worked cases instead).
+
 Which instructions does Unicorn 2.1 (QEMU 5 based) get wrong?  None of those
 generated here: a long run (HVEMU_DIFF_EXAMPLES=4000, 28,000 programs) found no
 disagreement, and the edge cases (division by zero, INT64_MIN / -1, MULHSU,
@@ -142,6 +147,7 @@ from corekit import (
     xor,
     xori,
 )
+from extkit import PAUSE, prefetch_i, prefetch_r, prefetch_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -272,6 +278,10 @@ alu = st.one_of(
     pick([slliw, srliw, sraiw], rd, rs, shamt5),
     one(lui, rd, st.integers(0, 0xFFFFF)),
     one(auipc, rd, st.integers(0, 0xFFFFF)),
+    # the hints Unicorn runs as what they are encoded as: Zicbop's prefetches (ORI with
+    # rd = x0), Zihintpause's pause (a FENCE)
+    pick([prefetch_i, prefetch_r, prefetch_w], rs, st.integers(-64, 63).map(lambda v: 32 * v)),
+    st.just([PAUSE]),
 )
 muldiv = pick(R_M + R_MW, rd, rs, rs)
 

@@ -944,7 +944,7 @@ def test_reserved_compressed_encoding_is_illegal(word):
     jalr(RA, A0, 0) | (1 << 12),             # jalr funct3 001
     amo("amoadd", "w", A0, A1, A2) & ~(7 << 12),        # AMO funct3 000
     lr_d(A0, A1) | (A2 << 20),               # lr with rs2 != 0
-    0x0000_200F,                             # MISC-MEM funct3 010
+    0x0000_300F,                             # MISC-MEM funct3 011 (010 is Zicbom/Zicboz)
 ], ids=hex)
 def test_unknown_or_reserved_instruction_is_illegal(word):
     vcpu = expect_exception([word], ILLEGAL, tval=word)

@@ -136,7 +136,7 @@ def test_counter_reads_below_m_follow_mcounteren_and_scounteren(emulator):
 
 # ---- the committed images are reproducible ----
 
-IMAGES = ("traps", "paging", "ptesfence")
+IMAGES = ("traps", "paging", "ptesfence", "bitmanip")
 TOOLS = ("make", "riscv64-unknown-elf-gcc")
 
 

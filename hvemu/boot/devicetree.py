@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fdt
 
-from ..board import Board
+from ..board import CACHE_BLOCK, Board
 
 CPU_INTC_PHANDLE, PLIC_PHANDLE, TEST_PHANDLE = 1, 2, 3
 
@@ -45,6 +45,7 @@ def build_device_tree(board: Board) -> bytes:
     root.append(_node(f"memory@{board.ram_base:x}", fdt.PropStrings("device_type", "memory"),
                       _reg(board.ram_base, board.ram_size)))
 
+    extensions = board.isa_extensions
     cpus = _node("cpus", fdt.PropWords("#address-cells", 1), fdt.PropWords("#size-cells", 0),
                  fdt.PropWords("timebase-frequency", board.timebase))
     for hart in range(board.harts):
@@ -57,7 +58,9 @@ def build_device_tree(board: Board) -> bytes:
                     fdt.PropStrings("compatible", "riscv"),
                     fdt.PropStrings("riscv,isa", board.isa),
                     fdt.PropStrings("riscv,isa-base", board.isa[:len("rv64i")]),
-                    fdt.PropStrings("riscv,isa-extensions", *board.isa_extensions),
+                    fdt.PropStrings("riscv,isa-extensions", *extensions),
+                    *[fdt.PropWords(f"riscv,{cbo}-block-size", CACHE_BLOCK)
+                      for cbo in ("cbom", "cbop", "cboz") if f"zi{cbo}" in extensions],
                     fdt.PropStrings("mmu-type", "riscv,sv39"), intc)
         cpus.append(cpu)
     root.append(cpus)

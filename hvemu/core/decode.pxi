@@ -76,6 +76,54 @@ cdef enum:
     OP_SW
     OP_SD
     OP_RDCOUNTER
+    # Zba, Zbb, Zbc, Zbs, Zicond (bitmanip.pxi decodes them; the fast path's EXT_ALU
+    # table says what each writes to x[d.rd]) and Zicbom/Zicboz (cmo.pxi)
+    OP_ADD_UW
+    OP_SH1ADD
+    OP_SH2ADD
+    OP_SH3ADD
+    OP_SH1ADD_UW
+    OP_SH2ADD_UW
+    OP_SH3ADD_UW
+    OP_SLLI_UW
+    OP_ANDN
+    OP_ORN
+    OP_XNOR
+    OP_CLZ
+    OP_CLZW
+    OP_CTZ
+    OP_CTZW
+    OP_CPOP
+    OP_CPOPW
+    OP_MAX
+    OP_MAXU
+    OP_MIN
+    OP_MINU
+    OP_SEXT_B
+    OP_SEXT_H
+    OP_ZEXT_H
+    OP_ROL
+    OP_ROLW
+    OP_ROR
+    OP_RORI
+    OP_RORIW
+    OP_RORW
+    OP_ORC_B
+    OP_REV8
+    OP_CLMUL
+    OP_CLMULH
+    OP_CLMULR
+    OP_BCLR
+    OP_BCLRI
+    OP_BEXT
+    OP_BEXTI
+    OP_BINV
+    OP_BINVI
+    OP_BSET
+    OP_BSETI
+    OP_CZERO_EQZ
+    OP_CZERO_NEZ
+    OP_CBO
     # compressed twins of the hottest operations: their arm steps the pointer by a
     # constant, so the next dispatch does not wait for a load of `step`
     OP_C_ADDI
@@ -254,6 +302,8 @@ cdef void decode32(uint32_t insn, Decoded* d) noexcept nogil:
     elif op == 0x73:
         if f3 == 2 and rs1 == 0 and (insn >> 20) >= 0xc00 and (insn >> 20) <= 0xc02:
             dset(d, OP_RDCOUNTER, rd, 0, 0, (insn >> 20) & 3)
+    if d.op == OP_GENERIC:
+        decode_ext32(insn, d)          # Zb*, Zicond, Zicbo* (bitmanip.pxi, cmo.pxi)
 
 
 cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:

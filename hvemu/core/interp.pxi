@@ -1,5 +1,6 @@
 # The reference interpreter: fetch, decode and execute one instruction at a time
-# (unprivileged spec: RV64I, M, A, C; every SYSTEM instruction exits).  It is what
+# (unprivileged spec: RV64I, M, A, C, and through bitmanip.pxi and cmo.pxi Zba, Zbb,
+# Zbc, Zbs, Zicond, Zicbom, Zicboz; every SYSTEM instruction exits).  It is what
 # `--reference` runs, and the fast path hands it whatever it does not do itself.
 
 cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
@@ -29,7 +30,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             e = &s.tlb[tlb_set(s.priv)][ACC_FETCH][(pc >> 12) & TLB_MASK]
             if e.tag != (pc >> 12):
                 if tlb_fill(s, pc, ACC_FETCH, 2, &p) != MEM_OK:
-                    reason = s.exit.reason
+                    reason = trig_fetch_failed(s, pc) if s.trig_armed else s.exit.reason
                     break
             fpage = pc >> 12
             faddend = e.addend
@@ -41,8 +42,11 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             memcpy(&insn, p, 4)
         else:
             if fetch_slow(s, pc, &insn) != MEM_OK:
-                reason = s.exit.reason
+                reason = trig_fetch_failed(s, pc) if s.trig_armed else s.exit.reason
                 break
+        if s.trig_armed and trig_check(s, pc, insn, 4 if (insn & 3) == 3 else 2):
+            reason = EXIT_EXCEPTION          # a debug trigger fired (trigger.pxi)
+            break
 
         if (insn & 3) != 3:
             # ============ RVC (unprivileged spec, "C" extension) ============
@@ -281,11 +285,12 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             if f3 == 0:
                 x[rd] = a + <uint64_t>simm
             elif f3 == 1:
-                if insn >> 26:
+                if insn >> 26 == 0:
+                    x[rd] = a << ((insn >> 20) & 63)
+                elif not bitmanip_exec(x, insn):         # Zbb, Zbs (bitmanip.pxi)
                     set_exception(s, pc, CAUSE_ILLEGAL, insn)
                     reason = EXIT_EXCEPTION
                     break
-                x[rd] = a << ((insn >> 20) & 63)
             elif f3 == 2:
                 x[rd] = <int64_t>a < simm
             elif f3 == 3:
@@ -298,7 +303,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                     x[rd] = a >> ((insn >> 20) & 63)
                 elif f7 == 0x10:
                     x[rd] = <uint64_t>(<int64_t>a >> ((insn >> 20) & 63))
-                else:
+                elif not bitmanip_exec(x, insn):
                     set_exception(s, pc, CAUSE_ILLEGAL, insn)
                     reason = EXIT_EXCEPTION
                     break
@@ -348,7 +353,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                     x[rd] = op_rem(<int64_t>a, <int64_t>b)
                 else:
                     x[rd] = op_remu(a, b)
-            else:
+            elif not bitmanip_exec(x, insn):              # Zba, Zbb, Zbc, Zbs, Zicond
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break
@@ -431,7 +436,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                 x[rd] = <uint64_t>sx32(<uint32_t>a >> rs2)
             elif f3 == 5 and (insn >> 25) == 0x20:
                 x[rd] = <uint64_t><int64_t>(<int32_t>a >> rs2)
-            else:
+            elif not bitmanip_exec(x, insn):              # Zba, Zbb
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break
@@ -459,7 +464,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                 x[rd] = op_remw(a, b)
             elif f7 == 1 and f3 == 7:
                 x[rd] = op_remuw(a, b)
-            else:
+            elif not bitmanip_exec(x, insn):              # Zba, Zbb
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break
@@ -531,8 +536,12 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break
-        elif op == 0x0f:     # MISC-MEM: FENCE, FENCE.I (no caches to keep coherent yet)
-            if f3 > 1:
+        elif op == 0x0f:     # MISC-MEM: FENCE (PAUSE), FENCE.I (no caches), CBO (cmo.pxi)
+            if f3 == 2:
+                if cbo_exec(s, insn, x[rs1]) != MEM_OK:
+                    reason = s.exit.reason
+                    break
+            elif f3 > 1:
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from .triggers import CSR_NAMES as TRIGGER_CSR_NAMES
+from .triggers import TriggerModule
+
 M, S, U = 3, 1, 0
 
 # mstatus bits (privileged spec, "Machine Status Register")
@@ -31,11 +34,15 @@ ALL_INTERRUPTS = S_INTERRUPTS | MSIP | MTIP | MEIP
 MIP_WRITABLE = SSIP | STIP | SEIP          # MSIP/MTIP/MEIP come from the CLINT and PLIC
 MEDELEG_WRITABLE = 0xB3FF                  # causes 0-9, 12, 13, 15 (never 11: ecall from M)
 
-# misa: MXL=64, extensions A C I M S U
-MISA = (2 << 62) | sum(1 << (ord(c) - ord("A")) for c in "ACIMSU")
+# misa: MXL=64, extensions A B C I M S U (B: Zba, Zbb and Zbs are all there)
+MISA = (2 << 62) | sum(1 << (ord(c) - ord("A")) for c in "ABCIMSU")
 
+# menvcfg/senvcfg: FIOM, and Zicbom/Zicboz's CBIE (2 bits; 0b10 reserved), CBCFE, CBZE
+ENVCFG_FIOM, ENVCFG_CBIE, ENVCFG_CBCFE, ENVCFG_CBZE = 1, 3 << 4, 1 << 6, 1 << 7
+ENVCFG_CBIE_FLUSH, ENVCFG_CBIE_INVAL = 1 << 4, 3 << 4
 MENVCFG_STCE = 1 << 63
-MENVCFG_WRITABLE = MENVCFG_STCE | 1        # STCE (Sstc), FIOM
+SENVCFG_WRITABLE = ENVCFG_FIOM | ENVCFG_CBIE | ENVCFG_CBCFE | ENVCFG_CBZE
+MENVCFG_WRITABLE = MENVCFG_STCE | SENVCFG_WRITABLE          # and STCE (Sstc)
 SATP_MODES = {0: 0, 8: 8, 9: 9}            # bare, Sv39, Sv48
 SATP_ASID_MASK = 0xFFFF
 PMP_ENTRIES = 16
@@ -51,7 +58,7 @@ CSR_NAMES = {
     0xB00: "mcycle", 0xB02: "minstret", 0xC00: "cycle", 0xC01: "time", 0xC02: "instret",
     0xF11: "mvendorid", 0xF12: "marchid", 0xF13: "mimpid", 0xF14: "mhartid",
     0xF15: "mconfigptr",
-}
+} | TRIGGER_CSR_NAMES
 
 
 class IllegalCsrAccess(Exception):
@@ -69,6 +76,7 @@ class VirtualCsrFile:
         self.hartid = hartid
         self._instret = instret
         self._time = time
+        self.triggers = TriggerModule()         # Sdtrig: tselect, tdata1-3, tinfo
         self.reset()
         self._read: dict[int, Callable[[], int]] = {}
         self._write: dict[int, Callable[[int], None]] = {}
@@ -89,6 +97,7 @@ class VirtualCsrFile:
         self.cycle_offset = self.instret_offset = 0
         self.pmpcfg = [0] * (PMP_ENTRIES // 8)
         self.pmpaddr = [0] * PMP_ENTRIES
+        self.triggers.reset()
 
     # ---- derived views ----
     @property
@@ -169,7 +178,9 @@ class VirtualCsrFile:
         r[0x305] = lambda: self.mtvec
         w[0x305] = lambda v: setattr(self, "mtvec", self._tvec(v, self.mtvec))
         plain(0x306, "mcounteren", 0xFFFFFFFF)
-        plain(0x30A, "menvcfg", MENVCFG_WRITABLE)
+        r[0x30A] = lambda: self.menvcfg
+        w[0x30A] = lambda v: setattr(self, "menvcfg",
+                                     self._envcfg(v & MENVCFG_WRITABLE, self.menvcfg))
         plain(0x320, "mcountinhibit", 0xFFFFFFFD)
         plain(0x340, "mscratch")
         plain(0x341, "mepc", ~1)
@@ -214,7 +225,9 @@ class VirtualCsrFile:
         r[0x105] = lambda: self.stvec
         w[0x105] = lambda v: setattr(self, "stvec", self._tvec(v, self.stvec))
         plain(0x106, "scounteren", 0xFFFFFFFF)
-        plain(0x10A, "senvcfg", 1)
+        r[0x10A] = lambda: self.senvcfg
+        w[0x10A] = lambda v: setattr(self, "senvcfg",
+                                     self._envcfg(v & SENVCFG_WRITABLE, self.senvcfg))
         plain(0x140, "sscratch")
         plain(0x141, "sepc", ~1)
         plain(0x142, "scause")
@@ -225,6 +238,8 @@ class VirtualCsrFile:
         plain(0x14D, "stimecmp")
         r[0x180] = lambda: self.satp
         w[0x180] = self._satp_write
+        # Sdtrig (M-mode CSRs 0x7A0-0x7A4; tcontrol, mcontext and scontext are absent)
+        self.triggers.install(r, w)
 
     def _mstatus_read(self) -> int:
         v = self.mstatus
@@ -237,6 +252,13 @@ class VirtualCsrFile:
         if (new & MPP) == (2 << MPP_SHIFT):        # MPP=2 is reserved: keep the old value
             new = (new & ~MPP) | (self.mstatus & MPP)
         self.mstatus = new
+
+    @staticmethod
+    def _envcfg(v: int, old: int) -> int:
+        """CBIE's reserved value 0b10 is not kept: the field keeps its old value."""
+        if (v & ENVCFG_CBIE) == 2 << 4:
+            v = (v & ~ENVCFG_CBIE) | (old & ENVCFG_CBIE)
+        return v
 
     @staticmethod
     def _tvec(v: int, old: int) -> int:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from .._core import VCpu
 from .csr import (
+    ENVCFG_CBCFE,
+    ENVCFG_CBIE_INVAL,
+    ENVCFG_CBZE,
     MEDELEG_WRITABLE,
     MEIP,
     MENVCFG_STCE,
@@ -68,6 +71,7 @@ class VirtualHart:
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps
+        self._triggers_live = False       # the core may hold armed triggers
 
     def reset(self, pc: int) -> None:
         self.csr.reset()
@@ -78,6 +82,7 @@ class VirtualHart:
         self.vcpu.clear_reservation()
         self.last_trap = self.first_trap = None
         self.sync_mode()
+        self.sync_envcfg()
 
     def enter_supervisor(self, a0: int, a1: int) -> None:
         """Start in S-mode as if SBI firmware had run: traps delegated as OpenSBI does,
@@ -86,11 +91,13 @@ class VirtualHart:
         c.medeleg = MEDELEG_WRITABLE & ~(1 << 9)     # all but ecall from S (the SBI's)
         c.mideleg = SSIP | STIP | SEIP
         c.mcounteren = 7
-        c.menvcfg = MENVCFG_STCE
+        # Sstc, and the cache-block operations for S as OpenSBI enables them
+        c.menvcfg = MENVCFG_STCE | ENVCFG_CBIE_INVAL | ENVCFG_CBCFE | ENVCFG_CBZE
         self.priv = S
         self.vcpu.set_x(10, a0)
         self.vcpu.set_x(11, a1)
         self.sync_mode()
+        self.sync_envcfg()
 
     def sync_counters(self) -> None:
         """Push what the core needs to read cycle/time/instret itself (the native twin of
@@ -115,6 +122,22 @@ class VirtualHart:
         self.vcpu.set_mode(self.priv, ls_priv, mode, (c.satp & ((1 << 44) - 1)) << 12,
                            bool(ms & SUM), bool(ms & MXR))
         self.sync_counters()
+        if self._triggers_live:
+            self.sync_triggers()
+
+    def sync_envcfg(self) -> None:
+        """Push menvcfg and senvcfg: the core gates cbo.* in S and U by them."""
+        self.vcpu.set_envcfg(self.csr.menvcfg, self.csr.senvcfg)
+
+    def sync_triggers(self) -> None:
+        """Push the debug triggers as they apply at this privilege and mstatus.MIE/SIE
+        (call after any change of the trigger CSRs, the privilege, MIE/SIE or medeleg)."""
+        c = self.csr
+        if not c.triggers.configured and not self._triggers_live:
+            return
+        view = c.triggers.core_view(self.priv, c.mstatus, c.medeleg)
+        self.vcpu.set_triggers(view)
+        self._triggers_live = c.triggers.configured
 
     # ---- traps ----
     def take_trap(self, cause: int, tval: int, pc: int) -> str:

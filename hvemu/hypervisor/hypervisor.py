@@ -21,6 +21,7 @@ from .stats import ExitStats
 
 SLICE = 1 << 22                 # instructions between the hypervisor's polls
 WATCHDOG_KICK = 0.01            # seconds between the watchdog's kicks once the deadline passed
+BREAKPOINT = 3
 ACCESS_FAULT = {False: 5, True: 7}
 
 
@@ -226,7 +227,10 @@ class Hypervisor:
 
     def on_exception(self) -> None:
         vcpu = self.vcpu
-        self.deliver_exception(vcpu.exit_cause, vcpu.exit_tval, vcpu.exit_pc)
+        cause = vcpu.exit_cause
+        if cause == BREAKPOINT:          # raised by the core only for a debug trigger
+            self.hart.csr.triggers.fired(vcpu.exit_value)
+        self.deliver_exception(cause, vcpu.exit_tval, vcpu.exit_pc)
 
     def on_mmio(self) -> None:
         vcpu = self.vcpu

@@ -18,6 +18,8 @@ IRQ_CSRS = frozenset({0x300, 0x100, 0x304, 0x104, 0x344, 0x144, 0x303, 0x14D, 0x
 TIMER_CSRS = frozenset({0x14D, 0x30A})                              # stimecmp, menvcfg
 MIP_CSRS = frozenset({0x344, 0x144})
 COUNTER_CSRS = frozenset({0x306, 0x106, 0xB00, 0xB02})   # what the core's counter reads use
+ENVCFG_CSRS = frozenset({0x30A, 0x10A})                   # menvcfg, senvcfg: cbo.* gating
+TRIGGER_CSRS = frozenset({0x7A0, 0x7A1, 0x7A2, 0x302})   # tselect, tdata1, tdata2, medeleg
 
 
 def illegal(hv, insn: int) -> None:
@@ -71,10 +73,15 @@ def csr_instruction(hv, insn: int) -> None:
         if changed & (MPRV | MPP | SUM | MXR):
             hart.sync_mode()
         if changed & (MIE | SIE):
+            hart.sync_triggers()                  # M/S triggers fire only with MIE/SIE set
             hv.check_interrupts()
         return
     if csr in COUNTER_CSRS:
         hart.sync_counters()
+    if csr in ENVCFG_CSRS:
+        hart.sync_envcfg()
+    if csr in TRIGGER_CSRS:
+        hart.sync_triggers()
     if csr in MODE_CSRS:
         hart.sync_mode()
     if csr in TIMER_CSRS:
