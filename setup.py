@@ -36,7 +36,7 @@ extensions = [
     Extension(
         "hvemu._core",
         ["hvemu/_core.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "hvemu/core"],      # core/softfp.h
         extra_compile_args=cflags + ["-Wno-unused-function", "-Wno-unreachable-code"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
@@ -45,7 +45,7 @@ extensions = [
 setup(
     packages=["hvemu", "hvemu.hypervisor", "hvemu.devices", "hvemu.boot", "hvemu.firmware"],
     package_dir={"hvemu.firmware": "firmware"},
-    package_data={"hvemu": ["*.pxd", "*.pyx", "core/*.pxi", "core/*.pxi.in"],
+    package_data={"hvemu": ["*.pxd", "*.pyx", "core/*.pxi", "core/*.pxi.in", "core/*.h"],
                   "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},
     ext_modules=cythonize(
         extensions,

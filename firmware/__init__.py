@@ -1,4 +1,4 @@
-"""Prebuilt bare-metal RV64IMAC guest images (``firmware/*.elf``).
+"""Prebuilt bare-metal RV64 guest images (``firmware/*.elf``; RV64IMAC, fpu.elf RV64IMAFDC).
 
 Rebuild with ``make -C firmware``; see README.md in this directory.
 """
@@ -15,6 +15,10 @@ IMAGES = {
     "sfence": "S-mode Sv39: 200,000 PTE remaps, each with sfence.vma and a checked read, to time sfence.vma exits",
     "faults": "S-mode Sv39: 100,000 store page faults mapped by an stvec handler, to time page-fault round trips",
     "mmioloop": "1,000,000 reads of the UART line status register to time MMIO exits",
+    "fpu": "F and D: mstatus.FS, fcsr, reserved rounding modes, NaN boxing and every FP "
+           "operation in every rounding mode, as a dump QEMU prints the same",
+    "fpbench": "deterministic ~43M-instruction floating-point workload (FMA matrix multiply, "
+               "n-body with sqrt/div, single-precision loops, conversions)",
     "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging); "
               "boot with --kernel kernel",
     "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "

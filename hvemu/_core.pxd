@@ -55,6 +55,7 @@ ctypedef struct ExitRecord:
     uint32_t rd          # MMIO load destination register
     uint32_t is_write
     uint32_t is_signed
+    uint32_t is_fp       # MMIO load destination is f[rd] (FLW, FLD, C.FLD, C.FLDSP)
     uint64_t pc
     uint64_t addr        # MMIO guest-physical address
     uint64_t value       # MMIO store data
@@ -74,6 +75,12 @@ ctypedef struct HartState:
     uint32_t mxr
     uint64_t satp_root   # guest-physical address of the root page table
     uintptr_t resv       # host address reserved by LR, 0 when none
+    # the F and D extensions (core/fp.pxi): f0-f31 and fcsr, and mstatus.FS, which the
+    # core owns because it sets Dirty; the hypervisor's CSR file reaches them through VCpu
+    uint64_t f[32]
+    uint32_t fflags
+    uint32_t frm
+    uint32_t fs          # mstatus.FS: 0 Off, 1 Initial, 2 Clean, 3 Dirty
     # guest-physical memory: RAM and the boot ROM (P2M is base + offset)
     uint8_t* ram
     uint64_t ram_base

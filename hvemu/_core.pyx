@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The fast path: executes RV64IMAC (+ Zba/Zbb/Zbc/Zbs, Zicond, Zicbom/Zicboz) guest code
-and walks guest page tables; matches Sdtrig triggers when the hypervisor arms them.
+"""The fast path: executes RV64IMAFDC (+ Zba/Zbb/Zbc/Zbs, Zicond, Zicbom/Zicboz) guest
+code and walks guest page tables; matches Sdtrig triggers when the hypervisor arms them.
 
 `VCpu.run()` executes guest instructions in a `nogil` C loop until something
 needs the hypervisor, then returns an exit reason; the operands are in the exit
@@ -21,6 +21,7 @@ structs are declared in _core.pxd):
     core/memory.pxi      guest-physical memory and the load/store/fetch slow paths
     core/tlb.pxi         the shadow TLB and the Sv39/Sv48 page walk
     core/alu.pxi         integer arithmetic shared by both engines (M, A)
+    core/fp.pxi          the F and D extensions (on core/softfp.h), both engines'
     core/decode.pxi      the pre-decoder: instruction words -> Decoded slots
     core/bitmanip.pxi    Zba/Zbb/Zbc/Zbs/Zicond: decoder and helpers
     core/cmo.pxi         Zicbom/Zicboz: cache-block operations
@@ -41,6 +42,7 @@ include "core/defs.pxi"
 include "core/memory.pxi"
 include "core/tlb.pxi"
 include "core/alu.pxi"
+include "core/fp.pxi"
 include "core/decode.pxi"
 include "core/bitmanip.pxi"
 include "core/cmo.pxi"
@@ -205,6 +207,47 @@ cdef class VCpu:
         """x0..x31 as a list."""
         return [self.s.x[i] if i else 0 for i in range(32)]
 
+    def get_f(self, int i):
+        """f[i] as its 64 raw bits (a single is NaN-boxed: upper half all ones)."""
+        return self.s.f[i & 31]
+
+    def set_f(self, int i, uint64_t v):
+        """Set f[i] to 64 raw bits (mstatus.FS is left as it is)."""
+        self.s.f[i & 31] = v
+
+    @property
+    def f(self):
+        """f0..f31 as a list of raw 64-bit values."""
+        return [self.s.f[i] for i in range(32)]
+
+    @property
+    def fflags(self):
+        """fcsr's accrued exception flags (NV DZ OF UF NX = bits 4..0)."""
+        return self.s.fflags
+
+    @fflags.setter
+    def fflags(self, uint64_t v):
+        self.s.fflags = v & 0x1f
+
+    @property
+    def frm(self):
+        """fcsr's dynamic rounding mode (3 bits; 5-7 are stored but invalid to use)."""
+        return self.s.frm
+
+    @frm.setter
+    def frm(self, uint64_t v):
+        self.s.frm = v & 7
+
+    @property
+    def fs(self):
+        """mstatus.FS (0 Off, 1 Initial, 2 Clean, 3 Dirty): the core holds it, since it
+        sets Dirty when an instruction changes FP state; the CSR file reads it here."""
+        return self.s.fs
+
+    @fs.setter
+    def fs(self, uint64_t v):
+        self.s.fs = v & 3
+
     @property
     def pc(self):
         return self.s.pc
@@ -271,6 +314,11 @@ cdef class VCpu:
         return self.s.exit.rd
 
     @property
+    def exit_is_fp(self):
+        """The MMIO load's destination is f[exit_rd] (an FLW/FLD), not x[exit_rd]."""
+        return bool(self.s.exit.is_fp)
+
+    @property
     def exit_cause(self):
         return self.s.exit.cause
 
@@ -284,9 +332,14 @@ cdef class VCpu:
         self.s.instret += 1
 
     def complete_load(self, uint64_t value):
-        """Retire an MMIO load: extend value into rd as the load instruction says."""
+        """Retire an MMIO load: extend value into rd as the load instruction says
+        (an FP load writes f[rd], NaN-boxing a single, and sets mstatus.FS Dirty)."""
         cdef uint32_t rd = self.s.exit.rd
-        if rd:
+        if self.s.exit.is_fp:
+            value = load_ext(value, self.s.exit.size, 0)
+            self.s.f[rd & 31] = value | NAN_BOX if self.s.exit.size == 4 else value
+            self.s.fs = FS_DIRTY
+        elif rd:
             self.s.x[rd] = load_ext(value, self.s.exit.size, self.s.exit.is_signed)
         self.s.pc = self.s.exit.pc + self.s.exit.insn_len
         self.s.instret += 1

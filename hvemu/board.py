@@ -17,9 +17,10 @@ VIRTIO_BASE = 0x10001000
 VIRTIO_SLOTS = 8
 RAM_BASE = 0x80000000
 TIMEBASE = 10_000_000          # mtime ticks per second
-# the ISA string of the device tree: single letters, then the Z extensions by their
-# category letter (i, then b) and name, then the S ones, as the ISA manual orders them
-ISA = ("rv64imac_zicbom_zicbop_zicboz_zicond_zicsr_zifencei_zihintpause"
+# The ISA string: the device tree's riscv,isa, and the source of misa's letters (csr.py):
+# single letters, then the Z extensions by their category letter (i, then b) and name,
+# then the S ones, as the ISA manual orders them
+ISA = ("rv64imafdc_zicbom_zicbop_zicboz_zicond_zicsr_zifencei_zihintpause"
        "_zba_zbb_zbc_zbs_sdtrig_sstc")
 CACHE_BLOCK = CBO_BLOCK_SIZE    # bytes: cbo.* block size (riscv,cbom/cbop/cboz-block-size)
 

@@ -61,12 +61,12 @@ def mpp(mstatus: int) -> int:
 
 # ====================================================================== CSR file
 
-def test_misa_is_rv64_abcimsu_and_ignores_writes(csr):
+def test_misa_is_rv64_abcdfimsu_and_ignores_writes(csr):
     value = csr.read(MISA, M)
-    assert value == 0x8000_0000_0014_1107
+    assert value == 0x8000_0000_0014_112F
     assert value >> 62 == 2                                        # MXL = 64-bit
     # B: Zba, Zbb and Zbs are all implemented (privileged spec, misa)
-    assert {chr(ord("A") + i) for i in range(26) if value >> i & 1} == set("ABCIMSU")
+    assert {chr(ord("A") + i) for i in range(26) if value >> i & 1} == set("ABCDFIMSU")
     csr.write(MISA, 0, M)
     assert csr.read(MISA, M) == value
 
@@ -122,7 +122,9 @@ def test_sstatus_is_a_view_of_mstatus(csr):
     assert m & (MIE | MPIE | TVM) == MIE | MPIE | TVM and mpp(m) == 3
     csr.write(SSTATUS, ALL, S)                                      # sets only S fields
     assert csr.read(MSTATUS, M) & (SIE | SPP | SUM) == SIE | SPP | SUM
-    assert csr.read(MSTATUS, M) == csr.mstatus
+    # FS is an S field too; it lives with the FP state (csr.fpu), SD summarises it
+    assert csr.fpu.fs == 3
+    assert csr.read(MSTATUS, M) == csr.mstatus | (3 << 13) | (1 << 63)
 
 
 def test_mstatus_mpp_is_warl_and_keeps_its_value_on_the_reserved_2(csr):

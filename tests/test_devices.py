@@ -499,7 +499,7 @@ def test_device_tree_memory_node_has_the_ram_base_and_size(ram_size):
 def test_device_tree_root_cells_and_cpu(tree):
     assert prop(tree, "/", "#address-cells") == [2] and prop(tree, "/", "#size-cells") == [2]
     assert prop(tree, "/cpus", "timebase-frequency") == [10_000_000]
-    assert prop(tree, "/cpus/cpu@0", "riscv,isa")[0].startswith("rv64imac")
+    assert prop(tree, "/cpus/cpu@0", "riscv,isa")[0].startswith("rv64imafdc_")
     assert prop(tree, "/cpus/cpu@0", "reg") == [0]
     assert prop(tree, "/cpus/cpu@0/interrupt-controller", "compatible") == ["riscv,cpu-intc"]
 

@@ -124,6 +124,13 @@ cdef enum:
     OP_CZERO_EQZ
     OP_CZERO_NEZ
     OP_CBO
+    # F and D (core/fp.pxi), out of line so that the integer arms keep their registers.
+    # OP_FP: rd/rs1/rs2 as in the instruction (f registers are never redirected;
+    # fp_execute leaves x0 alone), imm = fp_decode's word.  OP_FPMEM: FLW, FLD, FSW,
+    # FSD, C.FLD, C.FSD, C.FLDSP, C.FSDSP: rd = the f register loaded or stored, rs1
+    # the base, imm the offset, rs2 = the size | FPMEM_STORE (see fp_mem_fast).
+    OP_FP
+    OP_FPMEM
     # compressed twins of the hottest operations: their arm steps the pointer by a
     # constant, so the next dispatch does not wait for a load of `step`
     OP_C_ADDI
@@ -148,6 +155,7 @@ cdef enum:
     OP_C_BNE
     OP_C_JAL
     OP_C_JALR
+    FPMEM_STORE = 16
     SLOTS = 2048          # 2-byte slots in a 4 KiB page
     JUMP_OUT = -32768     # Decoded.jump: the target is on another page (or computed)
     NEAR_STOP = 2 * 2048 + 16   # more than a page of straight-line code: see run_loop
@@ -296,6 +304,20 @@ cdef void decode32(uint32_t insn, Decoded* d) noexcept nogil:
     elif op == 0x67:
         if f3 == 0:
             dset(d, OP_JALR, rd, rs1, 0, i_imm)
+    elif op == 0x07:
+        if f3 == 2 or f3 == 3:                   # FLW, FLD
+            dset(d, OP_FPMEM, 0, rs1, 1 << f3, i_imm)
+            d.rd = <uint8_t>rd
+    elif op == 0x27:
+        if f3 == 2 or f3 == 3:                   # FSW, FSD
+            dset(d, OP_FPMEM, 0, rs1, (1 << f3) | FPMEM_STORE,
+                 (<int64_t>(<int32_t>(insn & 0xfe000000u)) >> 20) | ((insn >> 7) & 31))
+            d.rd = <uint8_t>rs2
+    elif op == 0x53 or (op & 0x73) == 0x43:      # OP-FP; FMADD, FMSUB, FNMSUB, FNMADD
+        f3 = fp_decode(insn)
+        if f3:
+            dset(d, OP_FP, 0, rs1, rs2, f3)
+            d.rd = <uint8_t>rd
     elif op == 0x0f:
         if f3 <= 1:
             dset(d, OP_NOP, 0, 0, 0, 0)          # FENCE; FENCE.I (decoded slots follow stores)
@@ -331,6 +353,16 @@ cdef void decode16(uint32_t insn, Decoded* d) noexcept nogil:
              ((insn >> 7) & 0x38) | ((insn << 1) & 0x40) | ((insn >> 4) & 4))
     elif op == 28:             # C.SD
         dset(d, OP_C_SD, 0, rs1p, rdp, ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+    elif op == 4 or op == 20:  # C.FLD, C.FSD
+        dset(d, OP_FPMEM, rdp, rs1p, 8 if op == 4 else 8 | FPMEM_STORE,
+             ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0))
+    elif op == 6:              # C.FLDSP (f0 too: no redirect)
+        dset(d, OP_FPMEM, 0, 2, 8,
+             ((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0))
+        d.rd = <uint8_t>rd
+    elif op == 22:             # C.FSDSP
+        dset(d, OP_FPMEM, 0, 2, 8 | FPMEM_STORE, ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0))
+        d.rd = <uint8_t>rs2
     elif op == 1:              # C.ADDI
         dset(d, OP_C_ADDI, rd, rd, 0, imm6)
     elif op == 5:              # C.ADDIW

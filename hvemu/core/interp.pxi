@@ -1,6 +1,6 @@
 # The reference interpreter: fetch, decode and execute one instruction at a time
-# (unprivileged spec: RV64I, M, A, C, and through bitmanip.pxi and cmo.pxi Zba, Zbb,
-# Zbc, Zbs, Zicond, Zicbom, Zicboz; every SYSTEM instruction exits).  It is what
+# (unprivileged spec: RV64I, M, A, F, D, C, and through bitmanip.pxi and cmo.pxi Zba,
+# Zbb, Zbc, Zbs, Zicond, Zicbom, Zicboz; every SYSTEM instruction exits).  It is what
 # `--reference` runs, and the fast path hands it whatever it does not do itself.
 
 cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
@@ -19,7 +19,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
     cdef int64_t simm
     cdef uint8_t* p
     cdef uint16_t half
-    cdef int reason = EXIT_BUDGET
+    cdef int reason = EXIT_BUDGET, fr
     cdef TlbEntry* e
 
     while left:
@@ -265,7 +265,12 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                         s.exit.insn_len = 2
                         reason = s.exit.reason
                         break
-            else:            # C.FLD/C.FSD/C.FLDSP/C.FSDSP (no F/D here) and reserved
+            elif op == 4 or op == 6 or op == 20 or op == 22:   # C.FLD, C.FLDSP, C.FSD, C.FSDSP
+                fr = fp_load_store(s, insn, pc)
+                if fr:
+                    reason = fr
+                    break
+            else:            # reserved
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break
@@ -273,7 +278,7 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             left -= 1
             continue
 
-        # ============ 32-bit instructions (unprivileged spec, RV64I/M/A) ============
+        # ============ 32-bit instructions (unprivileged spec, RV64I/M/A/F/D) ============
         op = insn & 0x7f
         rd = (insn >> 7) & 31
         rs1 = (insn >> 15) & 31
@@ -542,6 +547,17 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
                     reason = s.exit.reason
                     break
             elif f3 > 1:
+                set_exception(s, pc, CAUSE_ILLEGAL, insn)
+                reason = EXIT_EXCEPTION
+                break
+        elif op == 0x07 or op == 0x27:      # LOAD-FP, STORE-FP (core/fp.pxi)
+            fr = fp_load_store(s, insn, pc)
+            if fr:
+                reason = fr
+                break
+        elif op == 0x53 or (op & 0x73) == 0x43:     # OP-FP; FMADD, FMSUB, FNMSUB, FNMADD
+            f3 = fp_decode(insn)
+            if f3 == 0 or fp_execute(s, f3, rd, rs1, rs2):
                 set_exception(s, pc, CAUSE_ILLEGAL, insn)
                 reason = EXIT_EXCEPTION
                 break

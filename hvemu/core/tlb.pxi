@@ -117,6 +117,7 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
         s.exit.addr = pa
         s.exit.tval = va
         s.exit.is_write = acc == ACC_STORE
+        s.exit.is_fp = 0                # an FP load sets it
         return MEM_EXIT
     out[0] = host + (va & PAGE_MASK)
     if acc == ACC_STORE:

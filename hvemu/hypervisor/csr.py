@@ -10,10 +10,12 @@ illegal-instruction trap in the guest.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from .triggers import CSR_NAMES as TRIGGER_CSR_NAMES
 from .triggers import TriggerModule
+from ..board import ISA
 
 M, S, U = 3, 1, 0
 
@@ -23,9 +25,10 @@ MPP_SHIFT, MPP = 11, 3 << 11
 FS, XS = 3 << 13, 3 << 15
 MPRV, SUM, MXR, TVM, TW, TSR = 1 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22
 UXL_64, SXL_64 = 2 << 32, 2 << 34
-MSTATUS_WRITABLE = SIE | MIE | SPIE | MPIE | SPP | MPP | MPRV | SUM | MXR | TVM | TW | TSR
+FS_SHIFT, FS_OFF, FS_DIRTY = 13, 0, 3
+MSTATUS_WRITABLE = SIE | MIE | SPIE | MPIE | SPP | MPP | FS | MPRV | SUM | MXR | TVM | TW | TSR
 SSTATUS_VIEW = SIE | SPIE | SPP | FS | XS | SUM | MXR | (3 << 32) | (1 << 63)
-SSTATUS_WRITABLE = SIE | SPIE | SPP | SUM | MXR
+SSTATUS_WRITABLE = SIE | SPIE | SPP | FS | SUM | MXR
 
 # interrupt bits in mip/mie (privileged spec, "Machine Interrupt Registers")
 SSIP, MSIP, STIP, MTIP, SEIP, MEIP = 1 << 1, 1 << 3, 1 << 5, 1 << 7, 1 << 9, 1 << 11
@@ -34,8 +37,12 @@ ALL_INTERRUPTS = S_INTERRUPTS | MSIP | MTIP | MEIP
 MIP_WRITABLE = SSIP | STIP | SEIP          # MSIP/MTIP/MEIP come from the CLINT and PLIC
 MEDELEG_WRITABLE = 0xB3FF                  # causes 0-9, 12, 13, 15 (never 11: ecall from M)
 
-# misa: MXL=64, extensions A B C I M S U (B: Zba, Zbb and Zbs are all there)
-MISA = (2 << 62) | sum(1 << (ord(c) - ord("A")) for c in "ABCIMSU")
+# misa: MXL=64, the single-letter extensions of the ISA string (board.ISA, which the
+# device tree advertises too), S and U (privilege modes, not in the string), and B when
+# Zba, Zbb and Zbs are all there (the B extension is exactly those three)
+_BASE, *_MULTI = ISA.removeprefix("rv64").split("_")
+MISA = (2 << 62) | sum(1 << (ord(c) - ord("a")) for c in set(_BASE) | {"s", "u"} | (
+    {"b"} if {"zba", "zbb", "zbs"} <= set(_MULTI) else set()))
 
 # menvcfg/senvcfg: FIOM, and Zicbom/Zicboz's CBIE (2 bits; 0b10 reserved), CBCFE, CBZE
 ENVCFG_FIOM, ENVCFG_CBIE, ENVCFG_CBCFE, ENVCFG_CBZE = 1, 3 << 4, 1 << 6, 1 << 7
@@ -49,7 +56,8 @@ PMP_ENTRIES = 16
 
 # CSR numbers
 CSR_NAMES = {
-    0x001: "fflags", 0x100: "sstatus", 0x104: "sie", 0x105: "stvec", 0x106: "scounteren",
+    0x001: "fflags", 0x002: "frm", 0x003: "fcsr",
+    0x100: "sstatus", 0x104: "sie", 0x105: "stvec", 0x106: "scounteren",
     0x10A: "senvcfg", 0x140: "sscratch", 0x141: "sepc", 0x142: "scause", 0x143: "stval",
     0x144: "sip", 0x14D: "stimecmp", 0x180: "satp",
     0x300: "mstatus", 0x301: "misa", 0x302: "medeleg", 0x303: "mideleg", 0x304: "mie",
@@ -65,18 +73,31 @@ class IllegalCsrAccess(Exception):
     """The access must raise an illegal-instruction exception in the guest."""
 
 
+@dataclass
+class FpState:
+    """Where mstatus.FS and fcsr live when the CSR file stands alone; a hart passes its
+    VCpu instead, since the core holds them (it sets FS Dirty as it executes)."""
+    fs: int = 0
+    fflags: int = 0
+    frm: int = 0
+
+
 class VirtualCsrFile:
     """Machine- and supervisor-level CSRs of one virtual hart.
 
     `instret` and `time` are callables giving the retired-instruction count and
-    the virtual mtime; counters are derived from them (cycle = instret).
+    the virtual mtime; counters are derived from them (cycle = instret).  `fpu` holds
+    mstatus.FS, fflags and frm (the hart's VCpu): the `mstatus` attribute keeps every
+    other field, and reads of mstatus/sstatus merge FS in.
     """
 
-    def __init__(self, hartid: int, instret: Callable[[], int], time: Callable[[], int]):
+    def __init__(self, hartid: int, instret: Callable[[], int], time: Callable[[], int],
+                 fpu=None):
         self.hartid = hartid
         self._instret = instret
         self._time = time
         self.triggers = TriggerModule()         # Sdtrig: tselect, tdata1-3, tinfo
+        self.fpu = FpState() if fpu is None else fpu    # mstatus.FS, fflags, frm
         self.reset()
         self._read: dict[int, Callable[[], int]] = {}
         self._write: dict[int, Callable[[int], None]] = {}
@@ -84,6 +105,8 @@ class VirtualCsrFile:
 
     def reset(self) -> None:
         self.mstatus = UXL_64 | SXL_64
+        self.fpu.fs = FS_OFF
+        self.fpu.fflags = self.fpu.frm = 0
         self.medeleg = self.mideleg = 0
         self.mie = 0
         self.mip_sw = 0            # the software-writable part of mip (SSIP, STIP, SEIP)
@@ -106,10 +129,7 @@ class VirtualCsrFile:
 
     @property
     def sstatus(self) -> int:
-        v = self.mstatus & SSTATUS_VIEW
-        if (v & FS) == FS or (v & XS) == XS:      # SD: some state is dirty
-            v |= 1 << 63
-        return v
+        return self._mstatus_read() & SSTATUS_VIEW
 
     def counter_allowed(self, bit: int, priv: int) -> bool:
         """mcounteren/scounteren gate cycle (0), time (1), instret (2) below M."""
@@ -134,6 +154,8 @@ class VirtualCsrFile:
             raise IllegalCsrAccess
         if csr == 0x180 and priv == S and self.mstatus & TVM:
             raise IllegalCsrAccess
+        if csr <= 3 and self.fpu.fs == FS_OFF:    # fflags, frm, fcsr
+            raise IllegalCsrAccess
         return fn()
 
     def write(self, csr: int, value: int, priv: int) -> None:
@@ -147,6 +169,8 @@ class VirtualCsrFile:
                                                self.counter_allowed(1, priv)):
             raise IllegalCsrAccess
         if csr == 0x180 and priv == S and self.mstatus & TVM:
+            raise IllegalCsrAccess
+        if csr <= 3 and self.fpu.fs == FS_OFF:
             raise IllegalCsrAccess
         fn(value & 0xFFFFFFFFFFFFFFFF)
 
@@ -162,6 +186,14 @@ class VirtualCsrFile:
             r[num] = value if callable(value) else (lambda: value)
             w[num] = lambda v: None
 
+        # floating-point (F and D): fcsr = frm << 5 | fflags; bits 8 and up read zero
+        fpu = self.fpu
+        r[0x001] = lambda: fpu.fflags
+        w[0x001] = lambda v: self._fcsr_write(v & 0x1F, fpu.frm)
+        r[0x002] = lambda: fpu.frm
+        w[0x002] = lambda v: self._fcsr_write(fpu.fflags, v & 7)
+        r[0x003] = lambda: (fpu.frm << 5) | fpu.fflags
+        w[0x003] = lambda v: self._fcsr_write(v & 0x1F, (v >> 5) & 7)
         # machine information (read-only)
         const(0xF11, 0)           # mvendorid: non-commercial
         const(0xF12, 0)           # marchid
@@ -242,8 +274,9 @@ class VirtualCsrFile:
         self.triggers.install(r, w)
 
     def _mstatus_read(self) -> int:
-        v = self.mstatus
-        if (v & FS) == FS or (v & XS) == XS:
+        fs = self.fpu.fs
+        v = (self.mstatus & ~FS) | (fs << FS_SHIFT)
+        if fs == FS_DIRTY or (v & XS) == XS:      # SD: some state is dirty
             v |= 1 << 63
         return v
 
@@ -251,7 +284,15 @@ class VirtualCsrFile:
         new = (self.mstatus & ~MSTATUS_WRITABLE) | (v & MSTATUS_WRITABLE)
         if (new & MPP) == (2 << MPP_SHIFT):        # MPP=2 is reserved: keep the old value
             new = (new & ~MPP) | (self.mstatus & MPP)
-        self.mstatus = new
+        self.fpu.fs = (new & FS) >> FS_SHIFT      # FS lives in the core
+        self.mstatus = new & ~FS
+
+    def _fcsr_write(self, fflags: int, frm: int) -> None:
+        """A guest write of fcsr, fflags or frm: FP state changes, so FS becomes Dirty."""
+        fpu = self.fpu
+        fpu.fflags = fflags
+        fpu.frm = frm
+        fpu.fs = FS_DIRTY
 
     @staticmethod
     def _envcfg(v: int, old: int) -> int:

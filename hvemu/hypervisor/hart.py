@@ -12,6 +12,7 @@ from .csr import (
     ENVCFG_CBCFE,
     ENVCFG_CBIE_INVAL,
     ENVCFG_CBZE,
+    FS_DIRTY,
     MEDELEG_WRITABLE,
     MEIP,
     MENVCFG_STCE,
@@ -67,7 +68,7 @@ class VirtualHart:
         self.hartid = hartid
         self.clock = clock
         self.native_counters = True
-        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, clock.now)
+        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, clock.now, fpu=vcpu)
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps
@@ -77,8 +78,9 @@ class VirtualHart:
         self.csr.reset()
         self.priv = M
         self.vcpu.pc = pc
-        for i in range(1, 32):
+        for i in range(32):
             self.vcpu.set_x(i, 0)
+            self.vcpu.set_f(i, 0)
         self.vcpu.clear_reservation()
         self.last_trap = self.first_trap = None
         self.sync_mode()
@@ -86,13 +88,14 @@ class VirtualHart:
 
     def enter_supervisor(self, a0: int, a1: int) -> None:
         """Start in S-mode as if SBI firmware had run: traps delegated as OpenSBI does,
-        counters and Sstc open to S, a0/a1 set for the kernel."""
+        counters and Sstc open to S, the FPU on, a0/a1 set for the kernel."""
         c = self.csr
         c.medeleg = MEDELEG_WRITABLE & ~(1 << 9)     # all but ecall from S (the SBI's)
         c.mideleg = SSIP | STIP | SEIP
         c.mcounteren = 7
         # Sstc, and the cache-block operations for S as OpenSBI enables them
         c.menvcfg = MENVCFG_STCE | ENVCFG_CBIE_INVAL | ENVCFG_CBCFE | ENVCFG_CBZE
+        c.fpu.fs = FS_DIRTY        # OpenSBI turns the FPU on (FS Dirty) and zeroes fcsr
         self.priv = S
         self.vcpu.set_x(10, a0)
         self.vcpu.set_x(11, a1)

@@ -165,8 +165,10 @@ def classify(insn: int):
 
 
 # CSRs whose read has no side conditions beyond the privilege in the CSR number
-# (counters, stimecmp, satp and mip/sip need the full handler)
-SPECIAL_READS = frozenset({0x14D, 0x180, 0x344, 0x144} | set(range(0xC00, 0xC20)))
+# (counters, stimecmp, satp, mip/sip and fflags/frm/fcsr, which need FS on, need the
+# full handler)
+SPECIAL_READS = frozenset({0x001, 0x002, 0x003, 0x14D, 0x180, 0x344, 0x144}
+                          | set(range(0xC00, 0xC20)))
 
 
 def prepare(hv, insn: int):
