@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from ..board import ISA
 from .triggers import CSR_NAMES as TRIGGER_CSR_NAMES
 from .triggers import TriggerModule
-from ..board import ISA
 
 M, S, U = 3, 1, 0
 
