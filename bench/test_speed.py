@@ -181,3 +181,47 @@ def test_disk_throughput_for_4k_and_64k_sequential_requests(benchmark, tmp_path)
     figures = benchmark.pedantic(run_diskbench, rounds=1, iterations=1)
     benchmark.extra_info.update({f"MB/s {k}": v for k, v in figures.items()})
     print(f"\ndisk throughput, MiB/s of host time: {figures}")
+
+
+# ---- Linux: Debian's riscv64 kernel and a busybox initramfs to a shell prompt ----
+
+def _until_prompt(cmd: list[str], prompt: bytes = b"~ # ", timeout: float = 300) -> float:
+    """Seconds from starting cmd until its console shows the shell's prompt."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    buf = b""
+    try:
+        while prompt not in buf:
+            ready, _, _ = select.select([p.stdout], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no shell prompt: {buf[-300:]!r}")
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                raise EOFError(f"the console ended before the prompt: {buf[-300:]!r}")
+            buf += chunk
+        return time.perf_counter() - t
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_linux_time_to_a_shell_next_to_qemu(benchmark):
+    """Both as a user starts them (the hvemu command, QEMU's own OpenSBI for QEMU), on
+    the same kernel, initramfs, command line and RAM; the best of 3 each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from linuxkit import debian_kernel, initramfs
+    if not hvbench.qemu_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install qemu-system-misc")
+        pytest.skip("needs qemu-system-riscv64")
+    kernel, initrd = str(debian_kernel()), str(initramfs())
+    args = ["-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0", "-m", "256M"]
+    hv_cmd = [sys.executable, "-m", "hvemu.cli", "boot", *args]
+    qemu_cmd = [hvbench.QEMU, "-M", "virt", "-nographic", *args]
+    benchmark.pedantic(_until_prompt, args=(hv_cmd,), rounds=1, iterations=1)
+    hv = min(_until_prompt(hv_cmd) for _ in range(3))
+    qemu = min(_until_prompt(qemu_cmd) for _ in range(3))
+    benchmark.extra_info.update({"hvemu_seconds": round(hv, 3), "qemu_seconds": round(qemu, 3),
+                                 "ratio": round(hv / qemu, 2)})
+    print(f"\nLinux to a shell prompt: hvemu {hv:.2f} s, QEMU {qemu:.2f} s ({hv / qemu:.2f}x)")

@@ -19,7 +19,7 @@ cdef enum ExitReason:
 
 cdef enum:  # TLB entry flags
     TLB_GLOBAL = 1       # filled from a PTE with G set
-    TLB_SUPER = 2        # a 4 KiB slice of a superpage
+    TLB_SUPER = 2        # a 4 KiB slice of a superpage; its level in bits 8-9
 
 cdef enum:
     TRIG_MAX = 4            # Sdtrig triggers per hart (core/trigger.pxi)
@@ -109,7 +109,8 @@ ctypedef struct HartState:
     Trigger trig[TRIG_MAX]
     # the shadow TLB: [privilege U/S/M][access type][index]
     TlbEntry tlb[3][3][TLB_SIZE]
-    uint32_t tlb_has_super
+    uint64_t super_lo    # the guest-virtual pages [super_lo, super_hi] that cached superpage
+    uint64_t super_hi    # slices may translate (empty when super_lo > super_hi)
     # shadow paging statistics
     uint64_t tlb_hits
     uint64_t tlb_misses

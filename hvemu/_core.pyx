@@ -170,6 +170,7 @@ cdef class VCpu:
         self.s.fast = 1
         self.s.insns_per_tick = 10
         self.s.watch_page = TLB_INVALID
+        self.s.super_lo = TLB_INVALID
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
 
     def __dealloc__(self):
@@ -378,8 +379,8 @@ cdef class VCpu:
         if vaddr is None and asid is None:
             tlb_flush_all(s)
             return
-        if vaddr is not None and s.tlb_has_super:
-            tlb_flush_all(s)
+        if vaddr is not None and s.super_lo <= (<uint64_t>vaddr >> 12) <= s.super_hi:
+            tlb_flush_all(s)            # within a cached superpage: all of it, as QEMU does
             return
         s.tlb_flushes += 1
         if vaddr is None:

@@ -75,7 +75,7 @@ cdef int translate(HartState* s, uint64_t va, int acc, uint32_t priv,
             a = ppn << 12
             if i > 0:
                 a |= va & ((<uint64_t>1 << (12 + 9 * i)) - 1) & ~PAGE_MASK
-                flags_out[0] |= TLB_SUPER
+                flags_out[0] |= TLB_SUPER | (<uint64_t>i << 8)
             if pte & PTE_G:
                 flags_out[0] |= TLB_GLOBAL
             pa_out[0] = a | (va & PAGE_MASK)
@@ -99,8 +99,9 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     cdef uint64_t pa, flags
     cdef uint8_t* host
     cdef TlbEntry* e
-    cdef int cause
+    cdef int cause, level
     cdef bint cache = 1
+    cdef uint64_t first
     s.tlb_misses += 1
     cause = translate(s, va, acc, priv, &pa, &flags)
     if cause:
@@ -138,8 +139,13 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     e.tag = va >> 12
     e.addend = <uint64_t><uintptr_t>host - (va & ~PAGE_MASK)
     e.flags = flags
-    if flags & TLB_SUPER:
-        s.tlb_has_super = 1
+    if flags & TLB_SUPER:                 # the superpage's pages, for page-specific fences
+        level = (flags >> 8) & 3
+        first = (va >> (12 + 9 * level)) << (9 * level)
+        if first < s.super_lo:
+            s.super_lo = first
+        if first + (<uint64_t>1 << (9 * level)) - 1 > s.super_hi:
+            s.super_hi = first + (<uint64_t>1 << (9 * level)) - 1
     return MEM_OK
 
 
@@ -164,7 +170,8 @@ cdef inline uint8_t* tlb_hit(TlbEntry* tlb, uint64_t va, uint32_t size) noexcept
 cdef void tlb_flush_all(HartState* s) noexcept nogil:
     """Drop the U and S shadow entries (the M set is the identity map and never stale)."""
     memset(s.tlb, 0xff, 2 * 3 * TLB_SIZE * sizeof(TlbEntry))
-    s.tlb_has_super = 0
+    s.super_lo = TLB_INVALID
+    s.super_hi = 0
     s.tlb_flushes += 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .csr import MIE, MPP, MPRV, MXR, SIE, SUM, TSR, TVM, TW, IllegalCsrAccess, M, S, U
 
+SSTATUS = 0x100
 ECALL, EBREAK, MRET, SRET, WFI = 0x00000073, 0x00100073, 0x30200073, 0x10200073, 0x10500073
 ILLEGAL_INSTRUCTION, BREAKPOINT, ECALL_FROM_U = 2, 3, 8
 
@@ -176,10 +177,16 @@ def prepare(hv, insn: int):
 
     A CSR read with no side effects (CSRRS/CSRRC with rs1 = x0, e.g. `csrr`) of
     a plain CSR becomes a closure that checks the privilege and reads the value;
-    everything else goes through the general handler.  Both behave the same."""
+    setting or clearing only sstatus.SIE (how kernels disable and restore interrupts)
+    and SFENCE.VMA of one page for every address space get closures of their own;
+    everything else goes through the general handler.  Each behaves as it does."""
     handler = classify(insn)
     f3, csr, rd, rs1 = (insn >> 12) & 7, insn >> 20, (insn >> 7) & 31, (insn >> 15) & 31
     file = hv.hart.csr
+    if handler is csr_instruction and csr == SSTATUS and f3 & 3 in (2, 3) and rs1:
+        return _sie_toggle(hv, insn, f3, rd, rs1)
+    if handler is sfence_vma and rs1 and not (insn >> 20) & 31:
+        return _sfence_page(hv, insn, rs1)
     if (handler is csr_instruction and f3 & 3 in (2, 3) and rs1 == 0
             and csr not in SPECIAL_READS and csr in file.readers):
         reader = file.readers[csr]
@@ -195,3 +202,48 @@ def prepare(hv, insn: int):
             complete(rd, reader())
         return read_csr
     return lambda: handler(hv, insn)
+
+
+def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
+    """CSRRS/CSRRC[I] on sstatus: when all it changes is SIE (csrci sstatus, 2 to disable
+    interrupts, csrs sstatus, a0 to restore them), only that bit moves and interrupts
+    are checked only when it is set; any other write takes the general handler."""
+    hart, vcpu, file = hv.hart, hv.vcpu, hv.hart.csr
+    reader = file.readers[SSTATUS]
+    complete, get_x = vcpu.complete_csr, vcpu.get_x
+    counts = hv.stats.privileged
+    clear = f3 & 3 == 3
+    imm = rs1 if f3 & 4 else None
+    general = lambda: csr_instruction(hv, insn)        # noqa: E731
+
+    def toggle() -> None:
+        src = imm if imm is not None else get_x(rs1)
+        if src & ~SIE or hart.priv < S:
+            return general()
+        counts["csr"] += 1
+        old = reader()
+        before = file.mstatus
+        after = before & ~src if clear else before | src
+        if after == before:
+            return complete(rd, old)
+        file.mstatus = after
+        complete(rd, old)
+        hart.sync_triggers()                  # S-mode triggers fire only with SIE set
+        if after & SIE:
+            hv.check_interrupts()
+    return toggle
+
+
+def _sfence_page(hv, insn: int, rs1: int):
+    """SFENCE.VMA rs1, x0: one page, every address space."""
+    hart, vcpu = hv.hart, hv.vcpu
+    get_x, flush, complete = vcpu.get_x, vcpu.flush_tlb, vcpu.complete
+    counts = hv.stats.privileged
+
+    def fence() -> None:
+        counts["sfence.vma"] += 1
+        if hart.priv == U or (hart.priv == S and hart.csr.mstatus & TVM):
+            return illegal(hv, insn)
+        flush(get_x(rs1))
+        complete()
+    return fence

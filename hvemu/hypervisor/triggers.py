@@ -91,11 +91,7 @@ class TriggerModule:
         self.select = 0
         self.tdata1 = [DISABLED_TDATA1] * self.count
         self.tdata2 = [0] * self.count
-
-    @property
-    def configured(self) -> bool:
-        """Some trigger is not disabled (it may be armed at some privilege)."""
-        return any(trigger_type(v) != DISABLED for v in self.tdata1)
+        self.configured = False       # some trigger is not disabled (it may be armed)
 
     # ---- the CSRs ----
     def install(self, read: dict[int, Callable[[], int]],
@@ -136,6 +132,7 @@ class TriggerModule:
 
     def _write_tdata1(self, index: int, v: int) -> None:
         self.tdata1[index] = self.legal_tdata1(index, v)
+        self.configured = any(trigger_type(t) != DISABLED for t in self.tdata1)
 
     def _write_tdata2(self, index: int, v: int) -> None:
         t1 = self.tdata1[index]
