@@ -16,6 +16,7 @@ cdef enum ExitReason:
     EXIT_SYSTEM = 2      # a SYSTEM-opcode instruction: CSR*, ECALL, EBREAK, xRET, WFI, SFENCE.VMA
     EXIT_EXCEPTION = 3   # a guest exception to reflect: cause, tval
     EXIT_MMIO = 4        # a load/store to a guest-physical address that is not RAM
+    EXIT_NOMEM = 5       # a RAM page was touched for the first time and the frame pool is empty
 
 cdef enum:  # TLB entry flags
     TLB_GLOBAL = 1       # filled from a PTE with G set
@@ -35,6 +36,7 @@ ctypedef struct TlbEntry:
     uint64_t tag         # guest virtual page number, or TLB_INVALID
     uint64_t addend      # host address minus guest virtual address
     uint64_t flags
+    uint64_t gppn        # the guest-physical page it translates to
 
 ctypedef struct Decoded:
     # one pre-decoded instruction; a page of them is indexed by (pc & 0xfff) >> 1
@@ -62,6 +64,21 @@ ctypedef struct ExitRecord:
     uint64_t cause       # exception cause
     uint64_t tval        # exception tval (and the virtual address of an MMIO access)
 
+ctypedef struct FramePoolState:
+    # host memory frames (4 KiB) for guest RAM: handed out on a guest page's first touch,
+    # from chunks mmap'd as needed (untouched memory costs the host nothing)
+    uint8_t** free       # a stack of returned frames (zero again: madvise'd away)
+    uint64_t nfree
+    uint64_t free_cap
+    uint8_t** chunks     # the mmap'd chunks, for unmapping
+    uint64_t nchunks
+    uint64_t chunks_cap
+    uint8_t* bump        # the next never-used frame of the newest chunk
+    uint64_t bump_left
+    uint64_t limit       # frames that may be in use at once; 0: no limit
+    uint64_t in_use
+    uint64_t peak
+
 ctypedef struct HartState:
     uint64_t x[33]       # x0..x31; x[32] is scratch
     uint64_t pc
@@ -81,8 +98,11 @@ ctypedef struct HartState:
     uint32_t fflags
     uint32_t frm
     uint32_t fs          # mstatus.FS: 0 Off, 1 Initial, 2 Clean, 3 Dirty
-    # guest-physical memory: RAM and the boot ROM (P2M is base + offset)
-    uint8_t* ram
+    # guest-physical memory: RAM through the VM's P2M (guest page -> host frame, filled
+    # from the hypervisor's frame pool on first touch), and the boot ROM
+    uint8_t** p2m
+    FramePoolState* pool
+    uint32_t oom         # a first touch found the pool empty (EXIT_NOMEM)
     uint64_t ram_base
     uint64_t ram_size
     uint8_t* rom
@@ -121,16 +141,22 @@ ctypedef struct HartState:
     ExitRecord exit
 
 
+cdef class FramePool:
+    cdef FramePoolState* p
+
+
 cdef class GuestMemory:
     cdef Decoded** code            # pre-decoded instruction pages, shared by the vCPUs
     cdef uint64_t code_gen         # how many times a RAM page became code
     cdef uint64_t npages
-    cdef readonly object ram       # numpy uint8 array: guest RAM
+    cdef uint8_t** p2m             # per RAM page: its host frame, or NULL (never touched)
+    cdef readonly FramePool pool
     cdef readonly object rom       # numpy uint8 array: boot ROM
     cdef readonly uint64_t ram_base
+    cdef readonly uint64_t ram_size
     cdef readonly uint64_t rom_base
-    cdef uint8_t* ram_ptr
     cdef uint8_t* rom_ptr
+    cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL
 
 
 cdef class VCpu:

@@ -18,6 +18,7 @@ The core is one extension module in several files, one concern each (the state
 structs are declared in _core.pxd):
 
     core/defs.pxi        exit reasons, exception causes, PTE bits, shared helpers
+    core/frames.pxi      host frames for guest RAM: the frame pool behind each VM's P2M
     core/memory.pxi      guest-physical memory and the load/store/fetch slow paths
     core/tlb.pxi         the shadow TLB and the Sv39/Sv48 page walk
     core/alu.pxi         integer arithmetic shared by both engines (M, A)
@@ -32,13 +33,17 @@ structs are declared in _core.pxd):
 """
 import numpy as np
 
+cimport cython
+
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
                           uint32_t, uint64_t, uintptr_t, INT64_MIN)
 from libc.string cimport memcpy, memset
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, realloc
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 include "core/defs.pxi"
+include "core/frames.pxi"
 include "core/memory.pxi"
 include "core/tlb.pxi"
 include "core/alu.pxi"
@@ -56,27 +61,90 @@ include "core/fastpath.pxi"
 # ---------------------------------------------------------------------------
 
 
+cdef class FramePool:
+    """The hypervisor's host frames for guest RAM (core/frames.pxi): handed to a VM's
+    P2M on a guest page's first touch, back when the VM resets or goes away.  `limit`
+    (bytes, a multiple of 4 KiB; None: no limit) caps what all VMs may hold at once."""
+
+    def __cinit__(self, limit=None):
+        self.p = <FramePoolState*>calloc(1, sizeof(FramePoolState))
+        if self.p == NULL:
+            raise MemoryError()
+        self.p.limit = 0 if limit is None else max(1, <uint64_t>limit // FRAME)
+
+    def __dealloc__(self):
+        cdef uint64_t i
+        if self.p == NULL:
+            return
+        for i in range(self.p.nchunks):
+            munmap(self.p.chunks[i], CHUNK_FRAMES * FRAME)
+        free(self.p.chunks)
+        free(self.p.free)
+        free(self.p)
+
+    @property
+    def limit(self):
+        """Bytes the pool may hand out at once (None: no limit)."""
+        return self.p.limit * FRAME if self.p.limit else None
+
+    @property
+    def in_use(self):
+        """Bytes of frames held by guests now."""
+        return self.p.in_use * FRAME
+
+    @property
+    def peak(self):
+        """The most bytes of frames guests held at once."""
+        return self.p.peak * FRAME
+
+    @property
+    def available(self):
+        """Bytes that may still be handed out (None: no limit)."""
+        return (self.p.limit - self.p.in_use) * FRAME if self.p.limit else None
+
+
+@cython.no_gc_clear            # its frames go back to `pool` in __dealloc__: keep it till then
 cdef class GuestMemory:
-    """Guest-physical memory: RAM and the boot ROM, as host numpy arrays."""
+    """Guest-physical memory of one VM: RAM through its P2M (guest page -> host frame,
+    from `pool` on first touch) and the boot ROM (a numpy array)."""
 
     def __cinit__(self, uint64_t ram_base, uint64_t ram_size,
-                  uint64_t rom_base=0x1000, uint64_t rom_size=0x1000):
-        self.ram = np.zeros(ram_size, dtype=np.uint8)
+                  uint64_t rom_base=0x1000, uint64_t rom_size=0x1000, FramePool pool=None):
+        self.pool = pool if pool is not None else FramePool()
         self.rom = np.zeros(rom_size, dtype=np.uint8)
         self.ram_base = ram_base
+        self.ram_size = ram_size
         self.rom_base = rom_base
-        cdef uint8_t[::1] r = self.ram
         cdef uint8_t[::1] o = self.rom
-        self.ram_ptr = &r[0]
         self.rom_ptr = &o[0]
         self.npages = (ram_size + 4095) >> 12
+        # calloc'd: the host backs these tables only where they are written
+        self.p2m = <uint8_t**>calloc(self.npages, sizeof(uint8_t*))
         self.code = <Decoded**>calloc(self.npages, sizeof(Decoded*))
-        if self.code == NULL:
+        if self.code == NULL or self.p2m == NULL:
+            free(self.p2m)
+            free(self.code)
+            self.p2m = NULL
+            self.code = NULL
             raise MemoryError()
 
     def __dealloc__(self):
+        if self.p2m != NULL:
+            self.release_frames()
         self.drop_code()
         free(self.code)
+        free(self.p2m)
+
+    cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL:
+        """The host frame of RAM page `page` (from ram_base); with alloc, given one if it
+        has none (MemoryError when the pool is empty), else NULL for an untouched page."""
+        cdef uint8_t* f = self.p2m[page]
+        if f == NULL and alloc:
+            f = frame_alloc(self.pool.p)
+            if f == NULL:
+                raise MemoryError("the host frame pool is exhausted")
+            self.p2m[page] = f
+        return f
 
     def drop_code(self):
         """Forget all pre-decoded instructions (call only while no vCPU runs)."""
@@ -88,10 +156,19 @@ cdef class GuestMemory:
                 free(self.code[i])
                 self.code[i] = NULL
 
+    def release_frames(self):
+        """Give every RAM frame back to the pool: RAM reads zero again (call only while no
+        vCPU runs, and flush their TLBs with VCpu.flush_all())."""
+        cdef uint64_t i
+        for i in range(self.npages):
+            if self.p2m[i] != NULL:
+                frame_free(self.pool.p, self.p2m[i])
+                self.p2m[i] = NULL
+
     def clear(self):
-        """Zero RAM (a reset) and forget decoded code."""
+        """Zero RAM (a reset): its frames go back to the pool; decoded code is forgotten."""
         self.drop_code()
-        self.ram[:] = 0
+        self.release_frames()
 
     @property
     def code_pages(self):
@@ -99,12 +176,22 @@ cdef class GuestMemory:
         return sum(1 for i in range(self.npages) if self.code[i] != NULL)
 
     @property
-    def ram_size(self):
-        return self.ram.shape[0]
+    def touched_pages(self):
+        """How many RAM pages have a host frame (were ever touched since the last clear)."""
+        cdef uint64_t i, n = 0
+        for i in range(self.npages):
+            if self.p2m[i] != NULL:
+                n += 1
+        return n
+
+    def touched(self):
+        """The guest-physical addresses of the RAM pages that have a frame, in order."""
+        cdef uint64_t i
+        return [self.ram_base + (i << 12) for i in range(self.npages) if self.p2m[i] != NULL]
 
     def contains_ram(self, uint64_t addr, uint64_t size=1):
         """True if guest-physical [addr, addr+size) lies in RAM (no wrap-around)."""
-        cdef uint64_t n = self.ram.shape[0]
+        cdef uint64_t n = self.ram_size
         return addr >= self.ram_base and size <= n and addr - self.ram_base <= n - size
 
     def dma_read(self, uint64_t addr, uint64_t size):
@@ -120,29 +207,54 @@ cdef class GuestMemory:
         self.write(addr, data)
 
     def read(self, uint64_t addr, uint64_t size):
-        """Bytes of guest-physical RAM or ROM; IndexError outside them."""
-        return bytes(self._view(addr, size))
+        """Bytes of guest-physical RAM or ROM; IndexError outside them.  Reading an
+        untouched RAM page gives zeros and does not give it a frame."""
+        cdef uint64_t off, page, chunk, done = 0
+        cdef uint8_t* f
+        cdef bytearray out
+        cdef uint8_t* dst
+        if self.contains_ram(addr, size):
+            out = bytearray(size)
+            dst = out
+            off = addr - self.ram_base
+            while done < size:
+                page = (off + done) >> 12
+                chunk = min(size - done, 4096 - ((off + done) & PAGE_MASK))
+                f = self.p2m[page]
+                if f != NULL:
+                    memcpy(dst + done, f + ((off + done) & PAGE_MASK), chunk)
+                done += chunk
+            return bytes(out)
+        return bytes(self._rom_view(addr, size))
 
     def write(self, uint64_t addr, data):
         """Copy bytes into guest-physical RAM or ROM; IndexError outside them.
 
         Like a guest store, it drops pre-decoded instructions it overwrites."""
-        cdef uint64_t n = len(data), off, page, end
-        self._view(addr, n)[:] = np.frombuffer(bytes(data), dtype=np.uint8)
-        if n and addr >= self.ram_base and addr - self.ram_base < <uint64_t>self.ram.shape[0]:
-            off = addr - self.ram_base
-            end = off + n
-            while off < end:
-                page = off >> 12
-                if self.code[page] != NULL:
-                    code_invalidate(self.code[page], <uint32_t>(off & PAGE_MASK),
-                                    <uint32_t>min(end - off, 4096 - (off & PAGE_MASK)))
-                off = (page + 1) << 12
+        cdef const uint8_t[::1] src
+        cdef uint64_t n, off, page, chunk, done = 0, inpage
+        cdef uint8_t* f
+        buf = bytes(data)
+        n = len(buf)
+        if not self.contains_ram(addr, n):
+            self._rom_view(addr, n)[:] = np.frombuffer(buf, dtype=np.uint8)
+            return
+        if n == 0:
+            return
+        src = buf
+        off = addr - self.ram_base
+        while done < n:
+            page = (off + done) >> 12
+            inpage = (off + done) & PAGE_MASK
+            chunk = min(n - done, 4096 - inpage)
+            f = self.frame(page, 1)
+            memcpy(f + inpage, &src[done], chunk)
+            if self.code[page] != NULL:
+                code_invalidate(self.code[page], <uint32_t>inpage, <uint32_t>chunk)
+            done += chunk
 
-    def _view(self, uint64_t addr, uint64_t size):
-        cdef uint64_t n = self.ram.shape[0], m = self.rom.shape[0]
-        if addr >= self.ram_base and size <= n and addr - self.ram_base <= n - size:
-            return self.ram[addr - self.ram_base:addr - self.ram_base + size]
+    def _rom_view(self, uint64_t addr, uint64_t size):
+        cdef uint64_t m = self.rom.shape[0]
         if addr >= self.rom_base and size <= m and addr - self.rom_base <= m - size:
             return self.rom[addr - self.rom_base:addr - self.rom_base + size]
         raise IndexError(f"guest-physical range {addr:#x}+{size:#x} is not memory")
@@ -156,9 +268,10 @@ cdef class VCpu:
         if self.s == NULL:
             raise MemoryError()
         self.memory = memory
-        self.s.ram = memory.ram_ptr
+        self.s.p2m = memory.p2m
+        self.s.pool = memory.pool.p
         self.s.ram_base = memory.ram_base
-        self.s.ram_size = memory.ram.shape[0]
+        self.s.ram_size = memory.ram_size
         self.s.rom = memory.rom_ptr
         self.s.rom_base = memory.rom_base
         self.s.rom_size = memory.rom.shape[0]
@@ -184,6 +297,7 @@ cdef class VCpu:
         cdef int r
         cdef timespec t0, t1
         clock_gettime(CLOCK_MONOTONIC, &t0)
+        self.s.oom = 0
         with nogil:
             r = run_loop(self.s)
         clock_gettime(CLOCK_MONOTONIC, &t1)
@@ -398,6 +512,15 @@ cdef class VCpu:
                 e = &s.tlb[p][a][vpn & TLB_MASK]
                 if e.tag == vpn and (asid is None or not (e.flags & TLB_GLOBAL)):
                     e.tag = TLB_INVALID
+
+    def flush_all(self):
+        """Drop every shadow entry, the M set's too (its host addresses go stale when the
+        VM's RAM frames go back to the pool, at a reset)."""
+        memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
+        self.s.super_lo = TLB_INVALID
+        self.s.super_hi = 0
+        self.s.tlb_flushes += 1
+        self.s.resv = 0
 
     def watch_store(self, pa=None):
         """Make guest stores that touch the 8-byte word at guest-physical pa (in RAM) exit

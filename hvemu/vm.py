@@ -100,12 +100,13 @@ def check_memory_size(size: int) -> None:
 
 
 class VM:
-    def __init__(self, config: VMConfig, console: Console | None = None):
+    def __init__(self, config: VMConfig, console: Console | None = None, pool=None):
         check_memory_size(config.memory)
         self.config = config
         self.board = Board(ram_size=config.memory)
         try:
-            self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000)
+            self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000,
+                                            pool=pool)
         except MemoryError:
             raise HostError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
                             "host: give a smaller --memory") from None
@@ -339,5 +340,5 @@ class VM:
         for dev in self.virtio:
             dev.reset()
             dev.backend.reset()
-        self.vcpu.flush_tlb()
+        self.vcpu.flush_all()           # its entries point at frames now returned
         self.boot()

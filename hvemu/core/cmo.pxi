@@ -70,6 +70,8 @@ cdef int cbo_zero(HartState* s, uint64_t addr, uint64_t block) noexcept nogil:
     cdef uint8_t* p = tlb_lookup(s, block, ACC_STORE, CBO_BLOCK)
     if p == NULL:
         if tlb_fill(s, block, ACC_STORE, CBO_BLOCK, &p) != MEM_OK:
+            if s.exit.reason == EXIT_NOMEM:
+                return MEM_EXIT
             if s.exit.reason == EXIT_EXCEPTION:
                 s.exit.tval = addr
                 return MEM_EXIT
@@ -79,7 +81,7 @@ cdef int cbo_zero(HartState* s, uint64_t addr, uint64_t block) noexcept nogil:
             if p == NULL:
                 set_exception(s, s.exit.pc, CAUSE_STORE_ACCESS, addr)
                 return MEM_EXIT
-        # not a cached store entry: the block may hold decoded instructions
-        code_written(s, <uint64_t>(p - s.ram) + s.ram_base, CBO_BLOCK)
+            code_written(s, s.exit.addr, CBO_BLOCK)
+        # (tlb_fill dropped any decoded instructions in the block, as for every store)
     memset(p, 0, CBO_BLOCK)
     return MEM_OK

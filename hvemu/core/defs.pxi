@@ -5,6 +5,7 @@ BUDGET = EXIT_BUDGET
 SYSTEM = EXIT_SYSTEM
 EXCEPTION = EXIT_EXCEPTION
 MMIO = EXIT_MMIO
+NOMEM = EXIT_NOMEM
 FETCH, LOAD, STORE = ACC_FETCH, ACC_LOAD, ACC_STORE
 
 # Exception causes raised by the core (privileged spec, table "mcause values").

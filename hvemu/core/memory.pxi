@@ -1,14 +1,18 @@
 # Guest memory as the execution engines reach it: guest-physical -> host addresses
-# (the P2M: RAM and the boot ROM), and the slow paths of loads, stores, atomics and
-# fetches, taken on a shadow-TLB miss or a page crossing (the hit path is inline in
-# the engines).
+# (RAM through the P2M of core/frames.pxi, and the boot ROM), and the slow paths of
+# loads, stores, atomics and fetches, taken on a shadow-TLB miss or a page crossing
+# (the hit path is inline in the engines).
 
 cdef inline uint8_t* phys_ptr(HartState* s, uint64_t pa, uint64_t size,
                               bint write) noexcept nogil:
-    """Host address of guest-physical [pa, pa+size) in RAM (or ROM, for reads), else NULL."""
+    """Host address of guest-physical [pa, pa+size) in RAM (or ROM, for reads), else NULL
+    (also, with s.oom set, when a RAM page has no frame and the pool none to give).  The
+    range must not cross a page: RAM frames are not contiguous on the host."""
     cdef uint64_t off = pa - s.ram_base
+    cdef uint8_t* f
     if off < s.ram_size and s.ram_size - off >= size:
-        return s.ram + off
+        f = ram_frame(s, off >> 12)
+        return f + (off & PAGE_MASK) if f != NULL else NULL
     off = pa - s.rom_base
     if not write and off < s.rom_size and s.rom_size - off >= size:
         return s.rom + off

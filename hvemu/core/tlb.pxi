@@ -104,11 +104,18 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     cdef uint64_t first
     s.tlb_misses += 1
     cause = translate(s, va, acc, priv, &pa, &flags)
+    if s.oom:                             # a page-table page had no frame, nor the pool one
+        s.exit.reason = EXIT_NOMEM
+        return MEM_EXIT
     if cause:
         set_exception(s, s.exit.pc, cause, va)
         return MEM_EXIT
     host = phys_ptr(s, pa & ~PAGE_MASK, 4096, acc == ACC_STORE)
     if host == NULL:
+        if s.oom:
+            s.exit.reason = EXIT_NOMEM
+            s.exit.addr = pa
+            return MEM_EXIT
         if acc == ACC_FETCH or (acc == ACC_STORE and phys_ptr(s, pa, 1, 0) != NULL):
             # no instructions from devices; no stores to ROM
             set_exception(s, s.exit.pc,
@@ -130,7 +137,7 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
                 s.exit.is_write = 1
                 return MEM_EXIT
             cache = 0
-        if code_written(s, pa, 8):
+        if code_written(s, pa, size):
             cache = 0
         if not cache:
             return MEM_OK
@@ -139,6 +146,7 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     e.tag = va >> 12
     e.addend = <uint64_t><uintptr_t>host - (va & ~PAGE_MASK)
     e.flags = flags
+    e.gppn = pa >> 12
     if flags & TLB_SUPER:                 # the superpage's pages, for page-specific fences
         level = (flags >> 8) & 3
         first = (va >> (12 + 9 * level)) << (9 * level)

@@ -69,7 +69,8 @@ class Hypervisor:
         self.tracer = None
         self.irq_dirty = False
         self.fault: GuestFault | None = None
-        self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio]
+        self._handlers = [None, self.on_budget, self.on_system, self.on_exception, self.on_mmio,
+                          self.on_nomem]
         self._system: dict = {}              # instruction word -> prepared handler
         self._request: str | None = None     # pause, reset, timeout or shutdown, any thread
         self._resumed = threading.Event()
@@ -250,6 +251,14 @@ class Hypervisor:
             vcpu.complete_load(dev.read(offset, size))
         if self.irq_dirty:
             self.check_interrupts()
+
+    def on_nomem(self) -> None:
+        """A RAM page was touched for the first time and the host frame pool is empty:
+        this VM stops (the others, sharing the pool, go on)."""
+        pool = self.vm.memory.pool
+        raise Stop("nomem", f"the host frame pool is exhausted ({pool.in_use >> 20} MiB of "
+                   f"{(pool.limit or 0) >> 20} MiB in use): the guest touched a new page at "
+                   f"pc {self.vcpu.exit_pc:#x}")
 
     # ---- traps and interrupts ----
     def deliver_exception(self, cause: int, tval: int, pc: int) -> None:
