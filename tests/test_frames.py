@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from conftest import RV
 from corekit import add, bne
-
 from hvemu._core import FramePool, GuestMemory
+
 from hvemu.console import Console
 from hvemu.vm import VM, VMConfig
 
