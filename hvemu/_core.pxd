@@ -115,6 +115,7 @@ ctypedef struct HartState:
     # native counter reads (a twin of the CSR handler for cycle/time/instret, off by default)
     uint32_t counters_native   # bit i: counter CSR 0xC00+i may be read without an exit
     uint64_t insns_per_tick
+    uint64_t time_insns  # added to instret before the division: the other harts' instructions
     uint64_t time_offset
     uint64_t cycle_offset
     uint64_t instret_offset

@@ -556,15 +556,17 @@ cdef class VCpu:
         self.s.fast = on
 
     def set_counters(self, uint32_t native_mask, uint64_t insns_per_tick, uint64_t time_offset,
-                     uint64_t cycle_offset, uint64_t instret_offset):
+                     uint64_t cycle_offset, uint64_t instret_offset, uint64_t time_insns=0):
         """Let the core read cycle/time/instret (bit 0/1/2 of native_mask) without an exit.
 
-        The twin of the CSR handler for those reads: time = instret / insns_per_tick
-        + time_offset, cycle = instret + cycle_offset, instret + instret_offset.
-        The hypervisor pushes a mask of 0 to have every read exit."""
+        The twin of the CSR handler for those reads: time = (instret + time_insns) /
+        insns_per_tick + time_offset (time_insns: what the VM's other harts have retired),
+        cycle = instret + cycle_offset, instret + instret_offset.  The hypervisor pushes
+        a mask of 0 to have every read exit."""
         self.s.counters_native = native_mask
         self.s.insns_per_tick = insns_per_tick if insns_per_tick else 1
         self.s.time_offset = time_offset
+        self.s.time_insns = time_insns
         self.s.cycle_offset = cycle_offset
         self.s.instret_offset = instret_offset
 

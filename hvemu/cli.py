@@ -205,10 +205,10 @@ def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, t
     vm = VM(config, console)
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
-        vm.hv.tracer = Tracer()
+        vm.set_tracer(Tracer())
     if interactive:
         console.vm = vm
-        console.on_stats = lambda: print_stats(vm.hv.live_stats())
+        console.on_stats = lambda: print_stats(vm.live_stats())
     outcome = run_on_terminal(vm, console if interactive else None)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",

@@ -257,7 +257,7 @@ class TerminalConsole(Console):
             if self.on_stats is not None:
                 self.on_stats()
         elif key == "p" and vm is not None:
-            if vm.state == "paused" or vm.hv._request == "pause":
+            if vm.state == "paused" or vm.control.request == "pause":
                 self._say("[hvemu: resumed]")
                 vm.resume()
             else:

@@ -17,10 +17,12 @@ def disassemble(raw: bytes, pc: int = 0) -> str:
     return f"{hexword}  (not a valid RV64IMAC instruction)"
 
 
-def disassemble_at(vm, pc: int, priv: int | None = None) -> str:
-    """Disassemble the guest instruction at virtual address pc, as the guest would fetch it."""
+def disassemble_at(vm, pc: int, priv: int | None = None, vcpu=None) -> str:
+    """Disassemble the guest instruction at virtual address pc, as the guest would fetch it
+    (through vcpu's translation; default: hart 0's)."""
     from ._core import FETCH
-    pa, _cause = vm.vcpu.translate(pc, FETCH, vm.hart.priv if priv is None else priv)
+    vcpu = vm.vcpu if vcpu is None else vcpu
+    pa, _cause = vcpu.translate(pc, FETCH, vm.hart.priv if priv is None else priv)
     if pa is None:
         return "(unreadable: address does not translate)"
     try:

@@ -18,7 +18,7 @@ class Tracer:
         pc, priv = vcpu.exit_pc, hv.hart.priv
         before = vcpu.x
         traps = sum(hv.stats.exceptions.values()) + sum(hv.stats.interrupts.values())
-        insn = disassemble_at(vm, pc, priv) if reason != 1 else ""
+        insn = disassemble_at(vm, pc, priv, vcpu) if reason != 1 else ""
         detail = ""
         if reason == 3:
             detail = f"{cause_name(vcpu.exit_cause)}, tval {vcpu.exit_tval:#x}"

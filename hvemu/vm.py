@@ -29,13 +29,14 @@ from .devices.virtio_mmio import EmptyVirtioSlot, VirtioMmio
 from .disks import DiskSpec, check_disks
 from .errors import HostError, HostIOError, HvemuError, ImageError, NoInputError, UsageError
 from .hypervisor.clock import make_clock
-from .hypervisor.hart import VirtualHart
-from .hypervisor.hypervisor import Hypervisor, Stop
+from .hypervisor.hypervisor import Hypervisor, RunControl
 from .hypervisor.sbi import SbiFirmware
 from .hypervisor.stats import ExitStats
+from .hypervisor.vcpu import STARTED, STOPPED, Stop, VirtualCpu
 
 MIN_MEMORY = 1 << 20
 MAX_MEMORY = 64 << 30
+MAX_VCPUS = 64
 
 
 KERNEL_OFFSET = 0x200000   # a kernel loads at RAM + 2 MiB (fw_jump FW_JUMP_ADDR)
@@ -68,6 +69,9 @@ class VMConfig:
     initrd: str | None = None         # an initial RAM disk for the --kernel, placed as QEMU does
     append: str = ""                  # the kernel command line (/chosen/bootargs)
     clock: str = "virtual"            # "virtual" (instruction-counted) or "host"
+    vcpus: int = 1                    # harts, 1 to MAX_VCPUS
+    name: str = "vm"
+    shares: int = 1                   # this VM's vCPUs get quanta of shares x the base quantum
 
 
 @dataclass
@@ -99,31 +103,50 @@ def check_memory_size(size: int) -> None:
                          "a multiple of 4 KiB (e.g. --memory 128M)")
 
 
+def check_vcpus(n) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_VCPUS:
+        raise UsageError(f"{n!r} vCPUs: give 1 to {MAX_VCPUS}")
+
+
 class VM:
-    def __init__(self, config: VMConfig, console: Console | None = None, pool=None):
+    """A guest machine: board, devices, guest memory (through a P2M onto the hypervisor's
+    frames) and N vCPUs, booted as QEMU's virt machine boots; runs on a Hypervisor (its
+    own, unless one is given) that shares the host among all its VMs."""
+
+    def __init__(self, config: VMConfig, console: Console | None = None, pool=None,
+                 hypervisor=None):
         check_memory_size(config.memory)
+        check_vcpus(config.vcpus)
+        if config.clock not in ("virtual", "host"):
+            raise UsageError(f"clock {config.clock!r}: give virtual or host")
+        if hypervisor is None:
+            hypervisor = Hypervisor(pool=pool)
+        self.hypervisor = hypervisor
         self.config = config
-        self.board = Board(ram_size=config.memory)
+        self.name = config.name
+        self.shares = config.shares
+        self.board = Board(ram_size=config.memory, harts=config.vcpus)
         try:
             self.memory = _core.GuestMemory(self.board.ram_base, config.memory, BOOT_ROM, 0x1000,
-                                            pool=pool)
+                                            pool=hypervisor.pool)
         except MemoryError:
             raise HostError(f"cannot allocate {config.memory >> 20} MiB of guest RAM on this "
                             "host: give a smaller --memory") from None
-        self.vcpu = _core.VCpu(self.memory)
-        if config.clock not in ("virtual", "host"):
-            raise UsageError(f"clock {config.clock!r}: give virtual or host")
-        self.clock = make_clock(config.clock, self.vcpu,
-                                on_change=lambda: self.hart.sync_counters())
-        self.hart = VirtualHart(self.vcpu, 0, self.clock)
-        self.vcpu.fast = not config.reference
-        self.hart.native_counters = not config.reference
+        self.stats = ExitStats()
+        self.control = RunControl(self)
+        self.max_instructions = config.max_instructions
+        self.deadline: float | None = None       # host monotonic time at which to stop
+        self.seconds = 0.0                       # host time the scheduler spent on this VM
+        self.sbi = None                          # the built-in SBI, when booting without firmware
+        self.vcpus: list[VirtualCpu] = []
+        self.clock = make_clock(config.clock, self, on_change=self._clock_moved)
         self.console = console or Console()
         self.power = PowerControl()
         self.bus = MmioBus()
         b = self.board
-        self.plic = Plic(b.plic_sources, 2, on_change=self._device_changed)
-        self.clint = Clint(self.clock, 1, on_change=self._timer_changed)
+        harts = config.vcpus
+        self.plic = Plic(b.plic_sources, 2 * harts, on_change=self._device_changed)
+        self.clint = Clint(self.clock, harts, on_change=self._timer_changed)
         self.uart = Uart16550(self.console.output,
                               irq=lambda level: self.plic.set_level(b.uart_irq, level))
         self.console.receive = self.uart.push_input
@@ -139,12 +162,19 @@ class VM:
         self.bus.map(b.clint, 0x10000, self.clint)
         self.bus.map(b.plic, Plic.size, self.plic)
         self.bus.map(b.uart, 0x1000, self.uart)
-        self.hv = Hypervisor(self)
-        self.hv.max_instructions = config.max_instructions
-        self.hv.poll = self.console.poll
+        for hartid in range(harts):
+            vc = VirtualCpu(self, hartid)
+            vc.vcpu.fast = not config.reference
+            vc.hart.native_counters = not config.reference
+            self.vcpus.append(vc)
+        # hart 0, for what a single-hart VM (and much of the Python API) calls the vCPU
+        self.hv = self.vcpus[0]
+        self.vcpu = self.hv.vcpu
+        self.hart = self.hv.hart
         self.images: list[LoadedImage] = []
         self.state = "created"
         self.boot()
+        hypervisor.add(self)
 
     def _attach_disks(self, specs: list[DiskSpec]) -> None:
         """Each disk on a virtio-mmio slot, from slot 0 up (IRQ 1 + slot)."""
@@ -158,7 +188,7 @@ class VM:
             base = VIRTIO_BASE + 0x1000 * slot
             irq = b.virtio_irq(base)
             blk = VirtioBlk(disk, serial=f"hvemu-disk{slot}",
-                            check=lambda: self.hv.check_limits())   # limits hold mid-request
+                            check=lambda: self.control.check_limits())   # limits hold mid-request
             dev = VirtioMmio(self.memory, blk,
                              irq=lambda level, irq=irq: self.plic.set_level(irq, level))
             self.bus.map(base, 0x1000, dev)
@@ -181,12 +211,47 @@ class VM:
         if failed is not None:
             raise failed
 
+    # ---- what devices and the clock tell the vCPUs ----
+    def running_vcpu(self) -> VirtualCpu | None:
+        """The vCPU running now (its exit is being handled), if any."""
+        cur = self.clock.current
+        for vc in self.vcpus:
+            if vc.vcpu is cur:
+                return vc
+        return None
+
     def _device_changed(self) -> None:
-        self.hv.irq_dirty = True
+        for vc in self.vcpus:
+            vc.irq_dirty = True
 
     def _timer_changed(self) -> None:
-        self.hv.irq_dirty = True
-        self.hv.timers_changed()
+        for vc in self.vcpus:
+            vc.irq_dirty = True
+        vc = self.running_vcpu()
+        if vc is not None:
+            vc.timers_changed()
+
+    def _clock_moved(self) -> None:
+        for vc in self.vcpus:
+            vc.hart.sync_counters()
+
+    @property
+    def instructions(self) -> int:
+        """Guest instructions retired by all harts."""
+        return sum(vc.vcpu.instret for vc in self.vcpus)
+
+    def next_timer_deadline(self) -> int | None:
+        """The earliest timer deadline any started hart can take (its mie enables it)."""
+        deadlines = [d for vc in self.vcpus if vc.hsm == STARTED and vc.timer_armed()
+                     for d in (vc.next_timer_deadline(),) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def runnable_harts(self) -> int:
+        return sum(1 for vc in self.vcpus if vc.hsm == STARTED and not vc.waiting)
+
+    def set_tracer(self, tracer) -> None:
+        for vc in self.vcpus:
+            vc.tracer = tracer
 
     # ---- boot ----
     def boot(self) -> None:
@@ -243,15 +308,25 @@ class VM:
             self.memory.write(start, initrd)
         self.memory.write(fdt_addr, dtb)
         self.fdt_addr = fdt_addr
+        for vc in self.vcpus:
+            vc.waiting = False
+            vc.fault = None
         if firmware is not None:
-            self.hv.sbi = None
+            # every hart starts in the ROM, as on QEMU's virt: a0 = its hart id (mhartid)
+            self.sbi = None
             next_addr = kernel.entry if kernel is not None else 0
             self.memory.write(BOOT_ROM, boot_rom(firmware.entry, fdt_addr, next_addr))
-            self.hart.reset(BOOT_ROM)
+            for vc in self.vcpus:
+                vc.hart.reset(BOOT_ROM)
+                vc.hsm = STARTED
         else:
-            self.hv.sbi = SbiFirmware(self)
-            self.hart.reset(kernel.entry)
+            # the built-in SBI boots hart 0; the others wait for SBI HSM hart_start
+            self.sbi = SbiFirmware(self)
+            for vc in self.vcpus:
+                vc.hart.reset(kernel.entry)
+                vc.hsm = STOPPED
             self.hart.enter_supervisor(a0=self.hart.hartid, a1=fdt_addr)
+            self.hv.hsm = STARTED
 
     def _attach_htif(self, image: LoadedImage) -> None:
         """Spike's HTIF for an ELF that defines `tohost` (the first such image wins):
@@ -264,34 +339,54 @@ class VM:
         if self.htif is None:
             self.htif = Htif(self.memory, tohost, fromhost, self.console, self.power)
             self.bus.map(tohost, 8, self.htif)
-        self.vcpu.watch_store(tohost)
+        for vc in self.vcpus:
+            vc.vcpu.watch_store(tohost)
 
     # ---- lifecycle: created -> running <-> paused -> shutdown ----
     def run(self) -> Outcome:
         """Run until the guest powers off, crashes, idles forever, hits a limit or is
         shut down; reboots (finisher reset, SBI SRST) happen inside.  Disks are flushed
-        and closed at the end."""
+        and closed at the end.  (Other VMs of the same hypervisor do not run meanwhile:
+        `Hypervisor.run()` runs them all.)"""
+        if self.state == "shutdown":
+            raise HvemuError("the VM is shut down")
+        return self.hypervisor.run([self])[self]
+
+    def run_begin(self) -> None:
+        """The scheduler starts running this VM."""
         import time
         if self.state == "shutdown":
             raise HvemuError("the VM is shut down")
-        if self.config.timeout is not None:
-            self.hv.deadline = time.monotonic() + self.config.timeout
+        self.deadline = (time.monotonic() + self.config.timeout
+                         if self.config.timeout is not None else None)
+        self.control.start_watchdog(self.deadline)
         self.state = "running"
+        self.console.poll()                  # input (Ctrl-A keys) also across reboots
+
+    def run_end(self, stop) -> Outcome:
+        """The scheduler is done with this VM: flush and close, and say how it ended."""
+        self.control.stop_watchdog()
+        self.state = "shutdown"
         try:
-            while True:
-                stop = self.hv.run()
-                if stop.reason == "reset":
-                    self.reset()
-                    continue
-                break
+            self.console.flush()
         finally:
-            self.state = "shutdown"
-            try:
-                self.console.flush()
-            finally:
-                self.close_disks()
+            self.close_disks()
         code = self.power.exit_code if stop.reason == "poweroff" else 0
-        return Outcome(stop.reason, code, stop.detail, self.hv.stats)
+        return Outcome(stop.reason, code, stop.detail, self.live_stats())
+
+    def live_stats(self) -> ExitStats:
+        """The statistics so far (also in the middle of a run: Ctrl-A s)."""
+        s = self.stats
+        s.instructions = self.instructions
+        s.seconds = self.seconds
+        s.core_seconds = sum(vc.vcpu.core_seconds for vc in self.vcpus)
+        shadow: dict = {}
+        for vc in self.vcpus:
+            for k, v in vc.vcpu.shadow_stats.items():
+                shadow[k] = shadow.get(k, 0) + v
+        s.shadow = shadow
+        s.host_frames = self.memory.touched_pages * 4096
+        return s
 
     def start(self):
         """Run in a background thread; `pause()`, `resume()`, `reset()`, `shutdown()`
@@ -314,25 +409,35 @@ class VM:
         self._thread.join(timeout)
         return self._outcome
 
+    def request(self, what: str) -> None:
+        """Ask the run loop (from any thread) to pause, reset, stop at the deadline or
+        shut down (RunControl's ranks)."""
+        self.control.ask(what)
+
     def pause(self) -> None:
         """Stop running guest code at the next exit (within a slice) until `resume()`."""
-        self.hv.request("pause")
+        self.control.ask("pause")
 
     def resume(self) -> None:
-        self.hv.resume()
+        self.control.resume()
+        if self.state == "paused":
+            self.state = "running"
 
     def shutdown(self) -> None:
         """Stop the guest as if its power were cut; disks are flushed and closed."""
-        self.hv.request("shutdown")
+        self.control.ask("shutdown")
 
     def reset(self) -> None:
-        """Reboot: the hart, devices and RAM reset, images reloaded; disks kept."""
+        """Reboot: the harts, devices and RAM reset, images reloaded; disks kept."""
         if self.state == "running" and getattr(self, "_thread", None) is not None \
                 and self._thread.is_alive():
             import threading
             if threading.current_thread() is not self._thread:
-                self.hv.request("reset")
+                self.control.ask("reset")
                 return
+        self.reboot()
+
+    def reboot(self) -> None:
         self.memory.clear()
         self.plic.reset()
         self.clint.reset()
@@ -340,5 +445,6 @@ class VM:
         for dev in self.virtio:
             dev.reset()
             dev.backend.reset()
-        self.vcpu.flush_all()           # its entries point at frames now returned
+        for vc in self.vcpus:
+            vc.vcpu.flush_all()             # its entries point at frames now returned
         self.boot()

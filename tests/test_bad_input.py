@@ -236,7 +236,7 @@ def test_guest_ram_the_host_cannot_allocate_is_a_one_line_error():
     script = (
         "import hvemu._core as core\n"
         "class NoMemory:\n"
-        "    def __init__(self, *args):\n"
+        "    def __init__(self, *args, **kwargs):\n"
         "        raise MemoryError('Unable to allocate 64.0 GiB for an array')\n"
         "core.GuestMemory = NoMemory\n"
         "from hvemu.cli import main\n"

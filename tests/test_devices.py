@@ -157,13 +157,22 @@ def test_uart_scratch_register_and_modem_status(rig):
 MSIP0, MTIMECMP0, MTIME = 0x0000, 0x4000, 0xBFF8
 
 
-class FakeVcpu:
+class FakeVm:
+    """What a VirtualClock reads of its VM: the harts and their retired instructions."""
+
+    class board:
+        harts = 1
+
     instret = 0
+
+    @property
+    def instructions(self):
+        return self.instret
 
 
 @pytest.fixture
 def clint():
-    vcpu = FakeVcpu()
+    vcpu = FakeVm()
     changes = []
     c = Clint(VirtualClock(vcpu), 1, on_change=lambda: changes.append(1))
     c.vcpu, c.changes = vcpu, changes

@@ -59,9 +59,9 @@ def _stop(vm) -> None:
         threads = [t for t in threads if t.is_alive()]
         if not threads:
             return
-        vm.hv.max_instructions = 0          # forces a budget exit on every core entry
-        vm.hv.request("shutdown")
-        vm.hv.resume()
+        vm.max_instructions = 0             # forces a budget exit on every core entry
+        vm.request("shutdown")
+        vm.resume()
         for t in threads:
             t.join(0.1)
     raise AssertionError("a vCPU thread would not stop")
@@ -484,7 +484,7 @@ def test_ctrl_a_s_shows_live_statistics(make_vm, pipe):
     vm = make_vm(Guest.spin(), console)
     console.vm = vm
     snapshots = []
-    console.on_stats = lambda: snapshots.append(vm.hv.live_stats().to_dict())  # as the CLI does
+    console.on_stats = lambda: snapshots.append(vm.live_stats().to_dict())  # as the CLI does
     vm.start()
     assert wait_for(lambda: vm.vcpu.instret > 20_000_000, 5)
     console.send(b"\x01s")

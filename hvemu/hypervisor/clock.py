@@ -1,19 +1,21 @@
-"""Virtual time (DESIGN.md, "Time, idle and determinism").
+"""A VM's time (DESIGN.md, "Time, idle and determinism").
 
 Two clocks with one interface, chosen with `--clock`:
 
-* `VirtualClock` (the default): mtime is derived from retired guest instructions, so
-  runs are reproducible: `INSNS_PER_TICK` instructions per tick of the 10 MHz
-  timebase (a 100 MHz hart).  WFI with nothing pending skips time forward to the next
-  deadline instead of spinning, which moves `offset`.
+* `VirtualClock` (the default): mtime is derived from the guest instructions the VM's
+  harts retire, so runs are reproducible: `INSNS_PER_TICK` instructions per tick of
+  the 10 MHz timebase (a 100 MHz hart).  With N harts time is their instructions
+  summed and divided by N: one global, monotonic time that a single hart sees advance
+  as before, whichever hart reads it.  WFI on every hart skips time forward to the
+  next deadline instead of spinning, which moves `offset`.
 * `HostClock` (`--clock host`): mtime follows the host's monotonic clock, and WFI
   sleeps on the host until the next deadline or input, so an idle guest costs the
   host next to nothing.
 
-`now()` is mtime; `instret_at(t)` is where the core should stop so that the
-hypervisor sees deadline t in time; `wait_until(t, console, deadline)` idles.
-`native_time` says whether the core may compute `time` from instret itself;
-`realtime`, whether time passes while the guest waits.
+The scheduler brackets each vCPU's turn with `enter(vc)` and `leave(vc)`.  `now()` is
+mtime; `instret_at(t)` is the running hart's instret at which mtime reaches t (where
+the core should stop); `core_time()` gives what the core needs to read `time` itself
+(its native twin of the CSR handler), or None when only the hypervisor can.
 """
 from __future__ import annotations
 
@@ -21,21 +23,40 @@ import time
 
 INSNS_PER_TICK = 10
 TIMEBASE = 10_000_000              # mtime ticks per second
+MASK64 = (1 << 64) - 1
 
 
 class VirtualClock:
-    native_time = True
     realtime = False
 
-    def __init__(self, vcpu, insns_per_tick: int = INSNS_PER_TICK, on_change=None):
-        self.vcpu = vcpu
+    def __init__(self, vm, insns_per_tick: int = INSNS_PER_TICK, on_change=None):
+        self.vm = vm
         self.ipt = insns_per_tick
         self.offset = 0          # ticks added by idle skips and mtime writes
         self.on_change = on_change or (lambda: None)   # the offset moved
+        self.current = None      # the core VCpu of the hart running now
+        self.others = 0          # the instructions the other harts have retired
+
+    @property
+    def divisor(self) -> int:
+        """Instructions (of all harts together) per tick."""
+        return self.ipt * self.vm.board.harts
+
+    def enter(self, vc) -> None:
+        self.others = self.vm.instructions - vc.vcpu.instret
+        self.current = vc.vcpu
+        vc.hart.sync_counters()
+
+    def leave(self, vc) -> None:
+        self.current = None
+
+    def _insns(self) -> int:
+        cur = self.current
+        return self.others + cur.instret if cur is not None else self.vm.instructions
 
     def now(self) -> int:
         """The current mtime."""
-        return self.vcpu.instret // self.ipt + self.offset
+        return self._insns() // self.divisor + self.offset
 
     def set(self, t: int) -> None:
         """A guest write of mtime."""
@@ -49,29 +70,39 @@ class VirtualClock:
             self.offset += t - now
             self.on_change()
 
-    def wait_until(self, t: int, console, deadline: float | None) -> None:
-        """WFI until mtime t: virtual time jumps there at once."""
-        self.skip_to(t)
-
     def instret_at(self, t: int) -> int:
-        """The retired-instruction count at which mtime reaches t."""
-        ticks = t - self.offset
-        return ticks * self.ipt if ticks > 0 else 0
+        """The running hart's instret at which mtime reaches t."""
+        needed = (t - self.offset) * self.divisor - self.others
+        return needed if needed > 0 else 0
+
+    def core_time(self, vcpu):
+        """(instructions per tick, instructions to add, ticks to add): the core reads
+        time = (instret + added) / per_tick + ticks while `vcpu` runs."""
+        others = self.others if vcpu is self.current else self.vm.instructions - vcpu.instret
+        return self.divisor, others & MASK64, self.offset & MASK64
 
 
 class HostClock:
     """mtime from the host's monotonic clock (10 MHz), for interactive use."""
 
-    native_time = False            # every `time` read exits: the core cannot know it
     realtime = True
-    ipt = INSNS_PER_TICK           # unused by the core's counters while native_time is off
-    def __init__(self, vcpu, on_change=None):
-        self.vcpu = vcpu
+    ipt = INSNS_PER_TICK
+
+    def __init__(self, vm, on_change=None):
+        self.vm = vm
         self.start_ns = time.monotonic_ns()
         self.offset = 0
         self.on_change = on_change or (lambda: None)
+        self.current = None
         self.per_tick = float(INSNS_PER_TICK)  # instructions retired per tick, estimated
         self._seen: tuple[int, int] | None = None
+
+    def enter(self, vc) -> None:
+        self.current = vc.vcpu
+        vc.hart.sync_counters()
+
+    def leave(self, vc) -> None:
+        self.current = None
 
     def now(self) -> int:
         return (time.monotonic_ns() - self.start_ns) * TIMEBASE // 1_000_000_000 + self.offset
@@ -81,22 +112,18 @@ class HostClock:
         self.on_change()
 
     def skip_to(self, t: int) -> None:
-        """Host time cannot be skipped: a no-op (an SBI suspend waits as WFI does)."""
+        """Host time cannot be skipped: a no-op (waiting is the scheduler's)."""
 
-    def wait_until(self, t: int, console, deadline: float | None) -> None:
-        """Sleep on the host until mtime t, guest input, or the --timeout deadline."""
-        seconds = (t - self.now()) / TIMEBASE
-        if seconds <= 0:
-            return
-        until = time.monotonic() + seconds
-        if deadline is not None:
-            until = min(until, deadline)
-        console.wait_input(until, limit=min(seconds, 0.05))
+    def host_time_of(self, t: int) -> float:
+        """The host monotonic time (seconds) at which mtime reaches t."""
+        return time.monotonic() + max(0, t - self.now()) / TIMEBASE
 
     def instret_at(self, t: int) -> int:
-        """Where the core should stop to see mtime t: estimated from the rate the guest has
-        been retiring instructions, scaled down so that the core stops a little early."""
-        now_ns, instret = time.monotonic_ns(), self.vcpu.instret
+        """Where the running hart should stop to see mtime t: estimated from the rate the
+        guest has been retiring instructions, scaled down so that it stops a little early."""
+        cur = self.current
+        instret = cur.instret if cur is not None else 0
+        now_ns = time.monotonic_ns()
         if self._seen is not None:
             spent_ns, retired = now_ns - self._seen[0], instret - self._seen[1]
             if spent_ns > 1_000_000 and retired > 0:
@@ -106,10 +133,13 @@ class HostClock:
         ticks = t - self.now()
         return instret + max(1, int(max(ticks, 1) * self.per_tick * 0.9))
 
+    def core_time(self, vcpu):
+        return None                    # every `time` read exits: the core cannot know it
 
-def make_clock(kind: str, vcpu, on_change=None):
+
+def make_clock(kind: str, vm, on_change=None):
     if kind == "virtual":
-        return VirtualClock(vcpu, on_change=on_change)
+        return VirtualClock(vm, on_change=on_change)
     if kind == "host":
-        return HostClock(vcpu, on_change=on_change)
+        return HostClock(vm, on_change=on_change)
     raise ValueError(kind)

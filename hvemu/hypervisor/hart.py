@@ -107,14 +107,14 @@ class VirtualHart:
         the CSR handler for those reads), or a zero mask to have every read exit."""
         c = self.csr
         mask = 0
+        timing = self.clock.core_time(self.vcpu) if self.clock is not None else None
         if self.native_counters:
             mask = sum(1 << bit for bit in range(3) if c.counter_allowed(bit, self.priv))
-            if not self.clock.native_time:
+            if timing is None:
                 mask &= ~2                           # time: only the hypervisor knows it
-        clock = self.clock
-        self.vcpu.set_counters(mask, clock.ipt if clock else 10,
-                               (clock.offset if clock else 0) & MASK64,
-                               c.cycle_offset & MASK64, c.instret_offset & MASK64)
+        per_tick, added, ticks = timing if timing is not None else (1, 0, 0)
+        self.vcpu.set_counters(mask, per_tick, ticks, c.cycle_offset & MASK64,
+                               c.instret_offset & MASK64, added)
 
     def sync_mode(self) -> None:
         """Push privilege and translation state into the core (as a VMCS write would)."""

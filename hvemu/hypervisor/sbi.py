@@ -8,7 +8,7 @@ DBCN, and the legacy extensions 0x00-0x08.
 from __future__ import annotations
 
 from .csr import SSIP
-from .hypervisor import Stop
+from .vcpu import STARTED, STOPPED, Preempt
 
 SUCCESS, ERR_FAILED, ERR_NOT_SUPPORTED, ERR_INVALID_PARAM = 0, -1, -2, -3
 ERR_INVALID_ADDRESS, ERR_ALREADY_AVAILABLE = -5, -6
@@ -29,7 +29,7 @@ class SbiFirmware:
 
     def __init__(self, vm):
         self.vm = vm
-        self.timecmp = MASK64           # the S-mode timer set by sbi_set_timer
+        self.timecmp = [MASK64] * len(vm.vcpus)   # each hart's S-mode timer (sbi_set_timer)
 
     def call(self, hv) -> None:
         vcpu = hv.vcpu
@@ -69,42 +69,80 @@ class SbiFirmware:
         return SUCCESS, 0
 
     def set_timer(self, hv, value: int) -> None:
-        self.timecmp = value
+        self.timecmp[hv.hartid] = value
         hv.timers_changed()
         hv.check_interrupts()
+
+    def targets(self, mask: int, base: int) -> list | None:
+        """The vCPUs a hart mask names (SBI spec, "Hart list parameter"); None if it names
+        a hart that does not exist."""
+        vcpus = self.vm.vcpus
+        if base == MASK64:
+            return list(vcpus)
+        out = []
+        for i in range(64):
+            if (mask >> i) & 1:
+                if base + i >= len(vcpus):
+                    return None
+                out.append(vcpus[base + i])
+        return out
 
     def ipi(self, hv, fid, args):
         if fid != 0:
             return ERR_NOT_SUPPORTED, 0
-        if self._targets_hart(args[0], args[1], hv.hart.hartid):
-            hv.hart.csr.mip_sw |= SSIP
+        targets = self.targets(args[0], args[1])
+        if targets is None:
+            return ERR_INVALID_PARAM, 0
+        for vc in targets:
+            vc.hart.csr.mip_sw |= SSIP
+        if hv in targets:
             hv.check_interrupts()
         return SUCCESS, 0
 
     def rfence(self, hv, fid, args):
-        if fid == 0:                    # remote FENCE.I: nothing is cached across stores
+        targets = self.targets(args[0], args[1])
+        if targets is None:
+            return ERR_INVALID_PARAM, 0
+        if fid == 0:                    # remote FENCE.I: decoded code follows every store
             return SUCCESS, 0
         if fid in (1, 2):               # remote SFENCE.VMA (and by ASID)
             start, size = args[2], args[3]
             asid = args[4] & 0xFFFF if fid == 2 else None
-            if size == MASK64 or size > 64 * 4096 or (start == 0 and size == 0):
-                hv.vcpu.flush_tlb(None, asid)
-            else:
-                for page in range(start & ~0xFFF, start + size, 4096):
-                    hv.vcpu.flush_tlb(page, asid)
+            for vc in targets:
+                if size == MASK64 or size > 64 * 4096 or (start == 0 and size == 0):
+                    vc.vcpu.flush_tlb(None, asid)
+                else:
+                    for page in range(start & ~0xFFF, start + size, 4096):
+                        vc.vcpu.flush_tlb(page, asid)
             return SUCCESS, 0
         return ERR_NOT_SUPPORTED, 0
 
     def hsm(self, hv, fid, args):
-        hartid = hv.hart.hartid
-        if fid == 0:                    # hart_start
-            return (ERR_ALREADY_AVAILABLE if args[0] == hartid else ERR_INVALID_PARAM), 0
-        if fid == 1:                    # hart_stop: the only hart stops, so does the machine
-            raise Stop("idle", "the only hart stopped itself (SBI HSM hart_stop)")
+        """Hart state management: start a stopped hart at an address (S-mode, a0 = its
+        hart id, a1 = opaque), stop the calling hart, report states, suspend as WFI."""
+        vcpus = self.vm.vcpus
+        if fid == 0:                    # hart_start(hartid, start_addr, opaque)
+            if args[0] >= len(vcpus):
+                return ERR_INVALID_PARAM, 0
+            target = vcpus[args[0]]
+            if target.hsm != STOPPED:
+                return ERR_ALREADY_AVAILABLE, 0
+            target.hart.reset(args[1])
+            target.hart.enter_supervisor(a0=target.hartid, a1=args[2])
+            target.waiting = False
+            target.hsm = STARTED
+            return SUCCESS, 0
+        if fid == 1:                    # hart_stop: this hart leaves the scheduler's turns
+            hv.hsm = STOPPED
+            raise Preempt(waiting=False)
         if fid == 2:                    # hart_get_status
-            return (SUCCESS, 0) if args[0] == hartid else (ERR_INVALID_PARAM, 0)
+            if args[0] >= len(vcpus):
+                return ERR_INVALID_PARAM, 0
+            return SUCCESS, vcpus[args[0]].hsm
         if fid == 3:                    # hart_suspend: retentive suspend behaves as WFI
             if args[0] == 0:
+                hv.vcpu.set_x(10, SUCCESS)
+                hv.vcpu.set_x(11, 0)
                 hv.idle()
                 return SUCCESS, 0
             return ERR_NOT_SUPPORTED, 0
@@ -161,18 +199,15 @@ class SbiFirmware:
         if eid == 0x03:
             hv.hart.csr.mip_sw &= ~SSIP
             return 0
-        if eid == 0x04:
-            hv.hart.csr.mip_sw |= SSIP
+        if eid == 0x04:                 # send_ipi(hart_mask in memory): every hart
+            for vc in self.vm.vcpus:
+                vc.hart.csr.mip_sw |= SSIP
             hv.check_interrupts()
             return 0
-        if eid in (0x05, 0x06, 0x07):
-            hv.vcpu.flush_tlb()
+        if eid in (0x05, 0x06, 0x07):   # remote fences: every hart
+            for vc in self.vm.vcpus:
+                vc.vcpu.flush_tlb()
             return 0
         self.vm.power.poweroff(0)       # 0x08 shutdown
         return 0
 
-    @staticmethod
-    def _targets_hart(mask: int, base: int, hartid: int) -> bool:
-        if base == MASK64:
-            return True
-        return hartid >= base and (mask >> (hartid - base)) & 1 == 1

@@ -22,6 +22,7 @@ class ExitStats:
     seconds: float = 0.0
     core_seconds: float = 0.0                                   # inside the fast path
     shadow: dict = field(default_factory=dict)
+    host_frames: int = 0                                        # bytes of host frames its RAM holds
 
     @property
     def total_exits(self) -> int:
@@ -51,4 +52,5 @@ class ExitStats:
             "mmio": dict(self.mmio),
             "sbi": dict(self.sbi),
             "shadow": dict(self.shadow),
+            "host_frames_bytes": self.host_frames,
         }
