@@ -63,6 +63,7 @@ QEMU_SPELLINGS = {
     "-m": "--memory",
     "-initrd": "--initrd",
     "-append": "--append",
+    "-smp": "--vcpus",
 }
 
 
@@ -124,6 +125,16 @@ COUNT = Parsed("count", lambda text: parse_count(text, "count"))
 SECONDS = Parsed("seconds", lambda text: parse_seconds(text, "number of seconds"))
 
 
+def parse_vcpus(text: str) -> int:
+    """--vcpus N, or QEMU's -smp N / -smp cpus=N: 1 to 64 harts."""
+    from .vm import MAX_VCPUS
+    value = text[len("cpus="):] if text.startswith("cpus=") else text
+    return parse_count(value, "number of vCPUs", 1, MAX_VCPUS)
+
+
+VCPUS = Parsed("vcpus", parse_vcpus)
+
+
 class HvemuGroup(click.Group):
     """The command group; a closed stdout is hvemu's I/O error (exit 74), not click's
     silent exit 1."""
@@ -152,6 +163,8 @@ def cli() -> None:
               "as QEMU does: kernel + min(RAM/2, 128 MiB) (QEMU: -initrd)")
 @click.option("--append", default="", help="the kernel command line, /chosen/bootargs "
               "(QEMU: -append)")
+@click.option("--vcpus", type=VCPUS, default=1, show_default=True,
+              help="harts in the guest, 1 to 64, whatever the host has (QEMU: -smp N)")
 @click.option("--clock", type=click.Choice(["virtual", "host"]), default="virtual",
               show_default=True, help="virtual: time counts instructions (reproducible); "
               "host: time follows the host clock and an idle guest sleeps")
@@ -171,8 +184,8 @@ def cli() -> None:
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
-def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, timeout, stats,
-         stats_json, trace, disks, reference) -> None:
+def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
+         stats, stats_json, trace, disks, reference) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -199,7 +212,7 @@ def boot(image, bios, kernel, initrd, append, clock, memory, max_instructions, t
                       memory=memory,
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks],
-                      initrd=initrd, append=append, clock=clock)
+                      initrd=initrd, append=append, clock=clock, vcpus=vcpus)
     interactive = sys.stdin.isatty()
     console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
     vm = VM(config, console)

@@ -267,15 +267,17 @@ class VirtualCpu:
         vcpu.stop_at = stop
 
     def idle(self) -> None:
-        """WFI (retired): go on at once if an interrupt can be taken.  If this is the VM's
-        last hart that is not waiting and time is virtual, time skips to the next timer
-        deadline right here (no host time passes for it).  Otherwise the quantum ends
-        with the hart waiting; the scheduler wakes it when an interrupt can be taken."""
+        """WFI (retired): go on at once if an interrupt can be taken.  If every other hart
+        of the VM waits too, none of them could take an interrupt now, and time is
+        virtual, time skips to the next timer deadline right here (no host time passes).
+        Otherwise the quantum ends with the hart waiting; the scheduler wakes it when an
+        interrupt can be taken."""
         if self.wakeable():
             self.check_interrupts()
             return
         vm = self.vm
-        if not vm.clock.realtime and all(o is self or o.hsm != STARTED or o.waiting
+        if not vm.clock.realtime and all(o is self or o.hsm != STARTED
+                                         or (o.waiting and not o.wakeable())
                                          for o in vm.vcpus):
             deadline = vm.next_timer_deadline()
             if deadline is not None:
