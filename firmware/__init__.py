@@ -19,6 +19,11 @@ IMAGES = {
            "operation in every rounding mode, as a dump QEMU prints the same",
     "fpbench": "deterministic ~43M-instruction floating-point workload (FMA matrix multiply, "
                "n-body with sqrt/div, single-precision loops, conversions)",
+    "canary": "keeps CANARY ^ address in 1 MiB of its RAM, checking it forever (isolation tests)",
+    "echo": "echoes what it receives on the UART, upper-cased, until 'q' (console tests)",
+    "spin": "spins with interrupts off, never exits or waits (fairness tests)",
+    "probe": "hostile: looks for another VM's canary in every reachable address, by loads, "
+             "stores and virtio-blk DMA (needs --disk FILE, --memory 128M)",
     "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging); "
               "boot with --kernel kernel",
     "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "
@@ -34,6 +39,7 @@ IMAGES = {
 
 # images that do not live at <name>.elf
 FILES = {
+    "probe": "disk/probe.elf",
     "kernel": "kernel/kernel.elf",
     "disk-reboot": "disk/reboot.elf",
     "disk-two": "disk/twodisks.elf",

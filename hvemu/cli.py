@@ -19,7 +19,7 @@ like a guest's exit code 1 or 2):
     66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
     69   a host tool is missing: valgrind, for `hvemu bench --gate` (EX_UNAVAILABLE)
     70   an internal error, a bug in hvemu (EX_SOFTWARE)
-    71   the host cannot allocate the guest's RAM (EX_OSERR)
+    71   the host cannot allocate the guest's RAM, or its frame pool ran dry (EX_OSERR)
     73   an output file cannot be created (EX_CANTCREAT)
     74   host I/O failed: the console's stdout was closed or full (EX_IOERR)
    120   the guest crashed: a fault its own trap handler cannot take
@@ -41,6 +41,7 @@ import click
 
 from .errors import (
     EX_IOERR,
+    EX_OSERR,
     EX_SOFTWARE,
     EX_USAGE,
     CantCreateError,
@@ -52,7 +53,7 @@ from .units import parse_count, parse_seconds, parse_size
 
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS, EXIT_INTERRUPTED = 120, 121, 124, 125, 130
 STOP_CODES = {"crash": EXIT_FAULT, "idle": EXIT_IDLE, "timeout": EXIT_TIMEOUT,
-              "max-instructions": EXIT_MAX_INSNS, "shutdown": 0}
+              "max-instructions": EXIT_MAX_INSNS, "shutdown": 0, "nomem": EX_OSERR}
 
 # QEMU's single-dash spellings of options hvemu shares with QEMU -> hvemu's option.
 # A later option QEMU also has (-initrd, -append, -smp, -s, -S, -gdb, -qmp, -incoming)
@@ -227,7 +228,7 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
                "timeout": f"stopped: --timeout of {timeout or 0:g} s reached",
                "max-instructions": f"stopped: --max-instructions {max_instructions} reached",
-               "shutdown": "the VM was shut down"}
+               "shutdown": "the VM was shut down", "nomem": f"stopped: {outcome.detail}"}
         click.echo(f"\nhvemu: {msg.get(outcome.reason, outcome.reason)}", err=True)
     if stats:
         print_stats(outcome.stats)
@@ -292,6 +293,30 @@ def disk_info_command(path) -> None:
     info = disk_info(path)
     click.echo(f"{info['path']}: {info['size']:,} bytes, {info['sectors']:,} sectors of 512, "
                f"{info['allocated']:,} bytes allocated{' (sparse)' if info['sparse'] else ''}")
+
+
+@cli.command("host")
+@click.argument("config", metavar="CONFIG.toml")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="write each VM's figures as JSON to this file")
+def host_command(config, json_path) -> None:
+    """Run the VMs of CONFIG.toml together on one hypervisor (see hvemu/host.py)."""
+    from rich.console import Console
+
+    from . import host
+    hv, vms, outcomes = host.run_host(config)
+    table, rows = host.host_table(hv, vms, outcomes, exit_code_of)
+    host.print_details(vms, outcomes)
+    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)
+    if json_path:
+        try:
+            with open(json_path, "w") as f:
+                json.dump({"vms": rows, "host_frames_peak": hv.pool.peak,
+                           "host_memory": hv.pool.limit}, f, indent=2)
+        except OSError as e:
+            click.echo(f"hvemu: --json {json_path}: cannot write ({e.strerror})", err=True)
+    codes = [r["exit_status"] for r in rows]
+    sys.exit(next((c for c in codes if c != 0), 0))
 
 
 @cli.command("images")

@@ -117,7 +117,8 @@ def test_rebuilding_the_disk_guests_reproduces_them_byte_for_byte(tmp_path):
     before = tree_snapshot(FIRMWARE)
     make("-C", disk, f"OUT={tmp_path}")
     names = sorted(p.name for p in disk.glob("*.elf"))
-    assert names == ["diskbench.elf", "flush.elf", "journal.elf", "reboot.elf", "twodisks.elf"]
+    assert names == ["diskbench.elf", "flush.elf", "journal.elf", "probe.elf", "reboot.elf",
+                     "twodisks.elf"]
     for name in names:
         assert (tmp_path / name).read_bytes() == (disk / name).read_bytes(), f"{name} differs"
     assert tree_snapshot(FIRMWARE) == before

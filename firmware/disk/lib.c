@@ -1,7 +1,7 @@
 /* What the virtio-blk guest images add to the shared library (../lib.c, which
  * they link with ../crt0.S): memcmp, a checked reboot, fail(), and a trap
- * handler (overriding lib.c's weak one) that lets probe_read32 survive a load
- * from an address with nothing behind it. */
+ * handler (overriding lib.c's weak one) that lets probe_read32/64 and
+ * probe_write64 survive an access to an address with nothing behind it. */
 #include "lib.h"
 
 int memcmp(const void *a, const void *b, size_t n)
@@ -48,6 +48,7 @@ void fail(const char *fmt, ...)
 /* ---- traps ---- */
 
 #define CAUSE_LOAD_ACCESS   5
+#define CAUSE_STORE_ACCESS  7
 
 static volatile int probe_active, probe_faulted;
 
@@ -67,12 +68,39 @@ int probe_read32(uintptr_t addr, uint32_t *val)
     return 1;
 }
 
+int probe_read64(uintptr_t addr, uint64_t *val)
+{
+    uint64_t v;
+
+    probe_faulted = 0;
+    probe_active = 1;
+    barrier();
+    v = *(volatile uint64_t *)addr;
+    barrier();
+    probe_active = 0;
+    if (probe_faulted)
+        return 0;
+    *val = v;
+    return 1;
+}
+
+int probe_write64(uintptr_t addr, uint64_t val)
+{
+    probe_faulted = 0;
+    probe_active = 1;
+    barrier();
+    *(volatile uint64_t *)addr = val;
+    barrier();
+    probe_active = 0;
+    return !probe_faulted;
+}
+
 uintptr_t handle_trap(uintptr_t mcause, uintptr_t mepc, uintptr_t mtval,
                       uintptr_t *frame)
 {
     (void)frame;
-    if (probe_active && mcause == CAUSE_LOAD_ACCESS) {
-        /* Skip the faulting load: 2 bytes if compressed, else 4. */
+    if (probe_active && (mcause == CAUSE_LOAD_ACCESS || mcause == CAUSE_STORE_ACCESS)) {
+        /* Skip the faulting access: 2 bytes if compressed, else 4. */
         uint16_t insn = *(volatile uint16_t *)mepc;
 
         probe_faulted = 1;

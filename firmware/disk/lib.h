@@ -29,5 +29,8 @@ __attribute__((noreturn, format(printf, 1, 2))) void fail(const char *fmt, ...);
 /* 32-bit load that survives an access fault: returns 1 and stores the
  * value, or returns 0 if the load trapped (nothing mapped there). */
 int probe_read32(uintptr_t addr, uint32_t *val);
+int probe_read64(uintptr_t addr, uint64_t *val);
+/* A 64-bit store that survives an access fault: 1 if it was done, 0 if it trapped. */
+int probe_write64(uintptr_t addr, uint64_t val);
 
 #endif

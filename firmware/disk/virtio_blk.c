@@ -276,9 +276,12 @@ static const char *type_name(uint32_t type)
     }
 }
 
-/* Submit one request (header, optional data, status) and poll for it. */
-static void request(struct vblk *d, uint32_t type, uint64_t sector,
-                    void *buf, uint32_t len)
+/* Submit one request (header, optional data at addr, status) and poll for it:
+ * the status byte, or -1 if the device asked for a reset instead (then the disk
+ * must be opened again).  addr may be anything: the hostile probe points it
+ * outside RAM on purpose. */
+static int submit(struct vblk *d, uint32_t type, uint64_t sector, uintptr_t addr,
+                  uint32_t len, int writable)
 {
     struct vblk_ring *r = d->ring;
     uint16_t head = 0, n = 0, slot;
@@ -289,16 +292,6 @@ static void request(struct vblk *d, uint32_t type, uint64_t sector,
 
     if (!d->ready)
         fail("disk%d used before vblk_open", d->index);
-    if (type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT) {
-        if (len == 0 || len % SECTOR_SIZE)
-            fail("bad %s length %u", type_name(type), len);
-        if (sector > d->capacity || len / SECTOR_SIZE > d->capacity - sector)
-            fail("%s of sectors %lu..%lu is beyond capacity %lu",
-                 type_name(type), (unsigned long)sector,
-                 (unsigned long)(sector + len / SECTOR_SIZE - 1),
-                 (unsigned long)d->capacity);
-    }
-
     r->hdr.type = type;
     r->hdr.reserved = 0;
     r->hdr.sector = sector;
@@ -310,10 +303,9 @@ static void request(struct vblk *d, uint32_t type, uint64_t sector,
     r->desc[n].next = n + 1;
     n++;
     if (len) {
-        r->desc[n].addr = (uintptr_t)buf;
+        r->desc[n].addr = addr;
         r->desc[n].len = len;
-        r->desc[n].flags = VIRTQ_DESC_F_NEXT |
-                           (type == VIRTIO_BLK_T_OUT ? 0 : VIRTQ_DESC_F_WRITE);
+        r->desc[n].flags = VIRTQ_DESC_F_NEXT | (writable ? VIRTQ_DESC_F_WRITE : 0);
         r->desc[n].next = n + 1;
         n++;
     }
@@ -340,8 +332,7 @@ static void request(struct vblk *d, uint32_t type, uint64_t sector,
             uint32_t st = rd32(d, MMIO_STATUS);
 
             if (st & STATUS_NEEDS_RESET)
-                vfail(d, "DEVICE_NEEDS_RESET (status 0x%x) during %s", st,
-                      type_name(type));
+                return -1;
             if (mtime() - t0 > TIMEOUT_TICKS)
                 vfail(d, "%s sector %lu len %u: no completion in used ring "
                       "after %lu s (used.idx %u, avail.idx %u)",
@@ -365,10 +356,31 @@ static void request(struct vblk *d, uint32_t type, uint64_t sector,
     isr = rd32(d, MMIO_INTERRUPT_STATUS);
     if (isr)
         wr32(d, MMIO_INTERRUPT_ACK, isr);
+    return ((volatile struct vblk_ring *)r)->status;
+}
 
-    switch (((volatile struct vblk_ring *)r)->status) {
+/* A request that must succeed: anything but status OK fails the image. */
+static void request(struct vblk *d, uint32_t type, uint64_t sector,
+                    void *buf, uint32_t len)
+{
+    int status;
+
+    if (type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT) {
+        if (len == 0 || len % SECTOR_SIZE)
+            fail("bad %s length %u", type_name(type), len);
+        if (sector > d->capacity || len / SECTOR_SIZE > d->capacity - sector)
+            fail("%s of sectors %lu..%lu is beyond capacity %lu",
+                 type_name(type), (unsigned long)sector,
+                 (unsigned long)(sector + len / SECTOR_SIZE - 1),
+                 (unsigned long)d->capacity);
+    }
+    status = submit(d, type, sector, (uintptr_t)buf, len, type != VIRTIO_BLK_T_OUT);
+    switch (status) {
     case VIRTIO_BLK_S_OK:
         return;
+    case -1:
+        vfail(d, "DEVICE_NEEDS_RESET (status 0x%x) during %s", rd32(d, MMIO_STATUS),
+              type_name(type));
     case VIRTIO_BLK_S_IOERR:
         vfail(d, "%s sector %lu len %u: status IOERR", type_name(type),
               (unsigned long)sector, len);
@@ -376,10 +388,20 @@ static void request(struct vblk *d, uint32_t type, uint64_t sector,
         vfail(d, "%s sector %lu len %u: status UNSUPP", type_name(type),
               (unsigned long)sector, len);
     default:
-        vfail(d, "%s sector %lu len %u: status byte 0x%x (used len %u)",
-              type_name(type), (unsigned long)sector, len,
-              ((volatile struct vblk_ring *)r)->status, e.len);
+        vfail(d, "%s sector %lu len %u: status byte 0x%x", type_name(type),
+              (unsigned long)sector, len, status);
     }
+}
+
+int vblk_raw(struct vblk *d, uint32_t type, uint64_t sector, uintptr_t addr, uint32_t len)
+{
+    return submit(d, type, sector, addr, len, type != VIRTIO_BLK_T_OUT);
+}
+
+struct vblk *vblk_reopen(struct vblk *d)
+{
+    d->ready = 0;
+    return vblk_open(d->index);
 }
 
 void vblk_read(struct vblk *d, uint64_t sector, void *buf, uint32_t len)

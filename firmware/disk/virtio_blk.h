@@ -49,6 +49,11 @@ void vblk_write(struct vblk *d, uint64_t sector, const void *buf, uint32_t len);
 /* FLUSH if VIRTIO_BLK_F_FLUSH was negotiated; returns 1 if it was sent,
  * 0 if the device did not offer it (then it is write-through). */
 int vblk_flush(struct vblk *d);
+/* Any request, data at any guest-physical address (the hostile probe's):
+ * the status byte (0 OK, 1 IOERR, 2 UNSUPP), or -1 if the device set
+ * DEVICE_NEEDS_RESET instead; then vblk_reopen() resets and re-initialises. */
+int vblk_raw(struct vblk *d, uint32_t type, uint64_t sector, uintptr_t addr, uint32_t len);
+struct vblk *vblk_reopen(struct vblk *d);
 /* GET_ID: the serial, NUL-terminated (at most 20 characters). */
 void vblk_get_id(struct vblk *d, char id[VIRTIO_BLK_ID_BYTES + 1]);
 
