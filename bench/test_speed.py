@@ -225,3 +225,29 @@ def test_linux_time_to_a_shell_next_to_qemu(benchmark):
     benchmark.extra_info.update({"hvemu_seconds": round(hv, 3), "qemu_seconds": round(qemu, 3),
                                  "ratio": round(hv / qemu, 2)})
     print(f"\nLinux to a shell prompt: hvemu {hv:.2f} s, QEMU {qemu:.2f} s ({hv / qemu:.2f}x)")
+
+
+# ---- one hypervisor, many VMs ----
+
+def test_host_rss_per_vm_of_a_16_vm_host_booting_the_teaching_kernel(benchmark):
+    """16 VMs of 128 MiB each booting the teaching kernel on one hypervisor: what each
+    VM costs the host (RSS growth / 16) next to its guest RAM, and the frames it held."""
+    from hvemu.host import host_rss
+    from hvemu.hypervisor.hypervisor import Hypervisor
+
+    def host16():
+        before = host_rss()
+        hv = Hypervisor()
+        vms = [hv.create_vm(VMConfig(kernel=images.resolve("kernel"), name=f"k{i}"), Console())
+               for i in range(16)]
+        outcomes = hv.run()
+        assert all(o.reason == "poweroff" and o.exit_code == 0 for o in outcomes.values())
+        per_vm = (host_rss() - before) / 16
+        frames = sum(vm.memory.touched_pages for vm in vms) * 4096 / 16
+        return per_vm, frames
+    per_vm, frames = benchmark.pedantic(host16, rounds=1, iterations=1)
+    benchmark.extra_info.update({"rss_per_vm_mib": round(per_vm / (1 << 20), 2),
+                                 "frames_per_vm_mib": round(frames / (1 << 20), 2),
+                                 "guest_ram_per_vm_mib": 128})
+    print(f"\n16 VMs booting the teaching kernel: host RSS {per_vm / (1 << 20):.1f} MiB per VM "
+          f"({frames / (1 << 20):.1f} MiB of frames) for 128 MiB of guest RAM each")

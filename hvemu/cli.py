@@ -312,7 +312,8 @@ def host_command(config, json_path) -> None:
         try:
             with open(json_path, "w") as f:
                 json.dump({"vms": rows, "host_frames_peak": hv.pool.peak,
-                           "host_memory": hv.pool.limit}, f, indent=2)
+                           "host_memory": hv.pool.limit, "host_rss": host.host_rss()}, f,
+                          indent=2)
         except OSError as e:
             click.echo(f"hvemu: --json {json_path}: cannot write ({e.strerror})", err=True)
     codes = [r["exit_status"] for r in rows]

@@ -351,6 +351,15 @@ def run_host(path: str):
     return hv, vms, outcomes
 
 
+def host_rss() -> int:
+    """This process's resident set size in bytes (Linux /proc), or 0 if unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def host_table(hv, vms, outcomes, exit_code_of) -> tuple[object, list[dict]]:
     """A rich table and the same rows as dicts."""
     from rich.table import Table
@@ -363,9 +372,11 @@ def host_table(hv, vms, outcomes, exit_code_of) -> tuple[object, list[dict]]:
                      "exits": s.total_exits, "seconds": round(s.seconds, 3),
                      "mips": round(s.mips, 1), "guest_ram": vm.config.memory,
                      "host_frames": s.host_frames, "detail": out.detail})
-    t = Table(title=f"hvemu host: {len(vms)} VMs; host frames at most "
-                    f"{hv.pool.peak >> 20} MiB"
-                    + (f" of {hv.pool.limit >> 20} MiB" if hv.pool.limit else ""))
+    t = Table(title=f"hvemu host: {len(vms)} VMs, "
+                    f"{sum(vm.config.memory for vm in vms) >> 20} MiB of guest RAM; host frames "
+                    f"at most {hv.pool.peak / (1 << 20):.1f} MiB"
+                    + (f" of {hv.pool.limit >> 20} MiB" if hv.pool.limit else "")
+                    + f"; host RSS {host_rss() / (1 << 20):.0f} MiB")
     for col in ("VM", "result", "status", "vCPUs", "instructions", "exits", "seconds", "MIPS",
                 "guest RAM", "host frames"):
         t.add_column(col, justify="left" if col in ("VM", "result") else "right")
