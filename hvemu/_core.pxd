@@ -78,6 +78,16 @@ ctypedef struct FramePoolState:
     uint64_t limit       # frames that may be in use at once; 0: no limit
     uint64_t in_use
     uint64_t peak
+    uint8_t* region      # shared pools: all frames are in this one region (both processes
+    uint64_t region_frames  # of a hosted hypervisor map it), reserved when the pool is made
+
+ctypedef struct CodeSync:
+    # a hosted hypervisor's process writes guest memory the core process has decoded
+    # code in: it marks the pages here, and the core process drops their decoded slots
+    uint64_t gen         # bumped on every mark
+    uint64_t seen        # the core process's last gen handled
+    uint32_t drop_all    # every page's decoded slots go (a reset)
+    uint8_t pages[1]     # one bit per RAM page (the struct is allocated to fit)
 
 ctypedef struct HartState:
     uint64_t x[33]       # x0..x31; x[32] is scratch
@@ -144,6 +154,7 @@ ctypedef struct HartState:
 
 cdef class FramePool:
     cdef FramePoolState* p
+    cdef readonly bint shared
 
 
 cdef class GuestMemory:
@@ -157,9 +168,17 @@ cdef class GuestMemory:
     cdef readonly uint64_t ram_size
     cdef readonly uint64_t rom_base
     cdef uint8_t* rom_ptr
+    cdef CodeSync* sync            # shared with a hosted hypervisor's process
+    cdef uint64_t sync_size
+    cdef public bint remote_code   # this process does not run the core: mark, don't drop
+    cdef void sync_code(self) noexcept
     cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL
 
 
 cdef class VCpu:
     cdef HartState* s
     cdef readonly GuestMemory memory
+    cdef int remote_req            # hosted: run() asks the core process over these pipes
+    cdef int remote_resp
+    cdef uint8_t remote_index
+    cdef int _run_remote(self) except -1

@@ -39,7 +39,9 @@ from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
                           uint32_t, uint64_t, uintptr_t, INT64_MIN)
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free, realloc
-from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
+from posix.unistd cimport read, write
+from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
+                         PROT_READ, PROT_WRITE, mmap, munmap)
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 include "core/defs.pxi"
@@ -66,15 +68,41 @@ cdef class FramePool:
     P2M on a guest page's first touch, back when the VM resets or goes away.  `limit`
     (bytes, a multiple of 4 KiB; None: no limit) caps what all VMs may hold at once."""
 
-    def __cinit__(self, limit=None):
-        self.p = <FramePoolState*>calloc(1, sizeof(FramePoolState))
+    def __cinit__(self, limit=None, bint shared=False):
+        """shared: one region of `limit` bytes reserved now, in memory a forked process
+        shares (the hosted hypervisor's), with the pool's bookkeeping in it too."""
+        cdef uint64_t frames
+        self.shared = shared
+        if not shared:
+            self.p = <FramePoolState*>calloc(1, sizeof(FramePoolState))
+            if self.p == NULL:
+                raise MemoryError()
+            self.p.limit = 0 if limit is None else max(1, <uint64_t>limit // FRAME)
+            return
+        if limit is None:
+            raise ValueError("a shared frame pool needs a limit")
+        frames = max(1, <uint64_t>limit // FRAME)
+        self.p = <FramePoolState*>shared_alloc(sizeof(FramePoolState))
         if self.p == NULL:
             raise MemoryError()
-        self.p.limit = 0 if limit is None else max(1, <uint64_t>limit // FRAME)
+        self.p.limit = frames
+        self.p.free = <uint8_t**>shared_alloc(frames * sizeof(uint8_t*))
+        self.p.free_cap = frames
+        self.p.region = <uint8_t*>shared_alloc(frames * FRAME)
+        if self.p.free == NULL or self.p.region == NULL:
+            raise MemoryError()
+        self.p.region_frames = frames
+        self.p.bump = self.p.region
+        self.p.bump_left = frames
 
     def __dealloc__(self):
         cdef uint64_t i
         if self.p == NULL:
+            return
+        if self.shared:
+            shared_free(self.p.region, self.p.region_frames * FRAME)
+            shared_free(self.p.free, self.p.free_cap * sizeof(uint8_t*))
+            shared_free(self.p, sizeof(FramePoolState))
             return
         for i in range(self.p.nchunks):
             munmap(self.p.chunks[i], CHUNK_FRAMES * FRAME)
@@ -111,29 +139,30 @@ cdef class GuestMemory:
     def __cinit__(self, uint64_t ram_base, uint64_t ram_size,
                   uint64_t rom_base=0x1000, uint64_t rom_size=0x1000, FramePool pool=None):
         self.pool = pool if pool is not None else FramePool()
-        self.rom = np.zeros(rom_size, dtype=np.uint8)
         self.ram_base = ram_base
         self.ram_size = ram_size
         self.rom_base = rom_base
-        cdef uint8_t[::1] o = self.rom
-        self.rom_ptr = &o[0]
         self.npages = (ram_size + 4095) >> 12
-        # calloc'd: the host backs these tables only where they are written
-        self.p2m = <uint8_t**>calloc(self.npages, sizeof(uint8_t*))
+        # in memory a forked process shares (the hosted hypervisor's), backed only where
+        # written: the P2M, the ROM and the decoded-code marks; decoded code itself is the
+        # core process's own
+        self.p2m = <uint8_t**>shared_alloc(self.npages * sizeof(uint8_t*))
+        self.sync_size = sizeof(CodeSync) + (self.npages + 7) // 8
+        self.sync = <CodeSync*>shared_alloc(self.sync_size)
+        self.rom_ptr = <uint8_t*>shared_alloc(rom_size)
         self.code = <Decoded**>calloc(self.npages, sizeof(Decoded*))
-        if self.code == NULL or self.p2m == NULL:
-            free(self.p2m)
-            free(self.code)
-            self.p2m = NULL
-            self.code = NULL
+        if self.code == NULL or self.p2m == NULL or self.sync == NULL or self.rom_ptr == NULL:
             raise MemoryError()
+        self.rom = np.asarray(<uint8_t[:rom_size]>self.rom_ptr)
 
     def __dealloc__(self):
-        if self.p2m != NULL:
+        if self.p2m != NULL and not self.remote_code:
             self.release_frames()
         self.drop_code()
         free(self.code)
-        free(self.p2m)
+        shared_free(self.p2m, self.npages * sizeof(uint8_t*))
+        shared_free(self.sync, self.sync_size)
+        # the ROM's mapping stays: numpy arrays over it may outlive this object
 
     cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL:
         """The host frame of RAM page `page` (from ram_base); with alloc, given one if it
@@ -166,9 +195,35 @@ cdef class GuestMemory:
                 self.p2m[i] = NULL
 
     def clear(self):
-        """Zero RAM (a reset): its frames go back to the pool; decoded code is forgotten."""
-        self.drop_code()
+        """Zero RAM (a reset): its frames go back to the pool; decoded code is forgotten
+        (by the core process, when this is a hosted hypervisor's)."""
+        if self.remote_code:
+            self.sync.drop_all = 1
+            self.sync.gen += 1
+        else:
+            self.drop_code()
         self.release_frames()
+
+    cdef void sync_code(self) noexcept:
+        """The core process: drop the decoded slots of the pages the hypervisor's process
+        wrote (CodeSync) since the last call."""
+        cdef CodeSync* c = self.sync
+        cdef uint64_t i
+        if c.gen == c.seen:
+            return
+        c.seen = c.gen
+        if c.drop_all:
+            c.drop_all = 0
+            for i in range(self.npages):
+                if self.code[i] != NULL:
+                    code_invalidate(self.code[i], 0, 4096)
+        for i in range((self.npages + 7) // 8):
+            if c.pages[i]:
+                for j in range(8):
+                    if (c.pages[i] >> j) & 1 and 8 * i + j < self.npages \
+                            and self.code[8 * i + j] != NULL:
+                        code_invalidate(self.code[8 * i + j], 0, 4096)
+                c.pages[i] = 0
 
     @property
     def code_pages(self):
@@ -249,7 +304,10 @@ cdef class GuestMemory:
             chunk = min(n - done, 4096 - inpage)
             f = self.frame(page, 1)
             memcpy(f + inpage, &src[done], chunk)
-            if self.code[page] != NULL:
+            if self.remote_code:                 # the core process has the decoded code
+                self.sync.pages[page >> 3] |= <uint8_t>(1 << (page & 7))
+                self.sync.gen += 1
+            elif self.code[page] != NULL:
                 code_invalidate(self.code[page], <uint32_t>inpage, <uint32_t>chunk)
             done += chunk
 
@@ -264,9 +322,11 @@ cdef class VCpu:
     """One guest hart: registers, pc, translation state and shadow TLB."""
 
     def __cinit__(self, GuestMemory memory):
-        self.s = <HartState*>calloc(1, sizeof(HartState))
+        # shared with a forked process (a hosted hypervisor's, which handles the exits)
+        self.s = <HartState*>shared_alloc(sizeof(HartState))
         if self.s == NULL:
             raise MemoryError()
+        self.remote_req = self.remote_resp = -1
         self.memory = memory
         self.s.p2m = memory.p2m
         self.s.pool = memory.pool.p
@@ -287,7 +347,7 @@ cdef class VCpu:
         memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
 
     def __dealloc__(self):
-        free(self.s)
+        shared_free(self.s, sizeof(HartState))
 
     def run(self):
         """Run until instret reaches stop_at or an exit; return the exit reason.
@@ -296,6 +356,8 @@ cdef class VCpu:
         `core_seconds`."""
         cdef int r
         cdef timespec t0, t1
+        if self.remote_req >= 0:
+            return self._run_remote()
         clock_gettime(CLOCK_MONOTONIC, &t0)
         self.s.oom = 0
         with nogil:
@@ -303,6 +365,22 @@ cdef class VCpu:
         clock_gettime(CLOCK_MONOTONIC, &t1)
         self.s.core_ns += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return r
+
+    def attach_remote(self, int req, int resp, int index):
+        """Hosted hypervisor: from now on run() asks the core process to run this vCPU
+        (its state is in memory both share), over two pipes: one more hop per exit."""
+        self.remote_req, self.remote_resp, self.remote_index = req, resp, index
+
+    cdef int _run_remote(self) except -1:
+        cdef uint8_t msg = self.remote_index
+        cdef ssize_t n
+        with nogil:
+            n = write(self.remote_req, &msg, 1)
+            if n == 1:
+                n = read(self.remote_resp, &msg, 1)
+        if n != 1:
+            raise ConnectionError("the core process is gone")
+        return msg
 
     @property
     def core_seconds(self):
@@ -609,3 +687,41 @@ def measured(fn):
     host instructions are counted apart from start-up and from each other."""
     return fn()
 
+
+
+def serve_remote(list vcpus, list memories, int req, int resp):
+    """The core process of a hosted hypervisor: run the vCPU each request names until it
+    exits, and answer with the exit reason; returns when the hypervisor's process closes
+    its end (it stopped, or died)."""
+    cdef int n = len(vcpus), i
+    cdef HartState** states = <HartState**>calloc(n, sizeof(HartState*))
+    cdef uint8_t msg
+    cdef int r
+    cdef timespec t0, t1
+    if states == NULL:
+        raise MemoryError()
+    for i in range(n):
+        states[i] = (<VCpu>vcpus[i]).s
+    try:
+        while True:
+            with nogil:
+                r = read(req, &msg, 1)
+            if r != 1:
+                return
+            if msg >= n:
+                return
+            for mem in memories:
+                (<GuestMemory>mem).sync_code()
+            with nogil:
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+                states[msg].oom = 0
+                r = run_loop(states[msg])
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                states[msg].core_ns += ((t1.tv_sec - t0.tv_sec) * 1000000000 +
+                                        (t1.tv_nsec - t0.tv_nsec))
+                msg = <uint8_t>r
+                r = write(resp, &msg, 1)
+            if r != 1:
+                return
+    finally:
+        free(states)

@@ -9,6 +9,20 @@
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
     enum: MADV_DONTNEED
+    enum: MADV_REMOVE
+
+
+cdef void* shared_alloc(size_t size) noexcept nogil:
+    """Zeroed memory that a forked process shares (MAP_SHARED), backed only where
+    touched; NULL if the host refuses."""
+    cdef void* p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    return NULL if p == MAP_FAILED else p
+
+
+cdef void shared_free(void* p, size_t size) noexcept nogil:
+    if p != NULL:
+        munmap(p, size)
 
 cdef enum:
     FRAME = 4096
@@ -25,6 +39,12 @@ cdef uint8_t* frame_alloc(FramePoolState* p) noexcept nogil:
     if p.nfree:
         p.nfree -= 1
         f = p.free[p.nfree]
+    elif p.region != NULL:                 # a shared pool: the next frame of its region
+        if p.bump_left == 0:
+            return NULL
+        f = p.bump
+        p.bump += FRAME
+        p.bump_left -= 1
     else:
         if p.bump_left == 0:
             if p.nchunks == p.chunks_cap:
@@ -53,6 +73,12 @@ cdef uint8_t* frame_alloc(FramePoolState* p) noexcept nogil:
 cdef int frame_free(FramePoolState* p, uint8_t* f) noexcept nogil:
     """Give a frame back: its memory goes back to the host, and it reads zero again."""
     cdef uint8_t** grown
+    if p.region != NULL:                   # shared memory: punch the page out (reads zero)
+        madvise(f, FRAME, MADV_REMOVE)
+        p.free[p.nfree] = f                # the free stack was sized for every frame
+        p.nfree += 1
+        p.in_use -= 1
+        return 0
     madvise(f, FRAME, MADV_DONTNEED)
     if p.nfree == p.free_cap:
         grown = <uint8_t**>realloc(p.free, (2 * p.free_cap + 64) * sizeof(uint8_t*))
