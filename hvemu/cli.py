@@ -1,6 +1,7 @@
 """The `hvemu` command.
 
     hvemu boot [IMAGE]      boot a guest (default: the bundled `hello`)
+    hvemu run PROG [ARGS]   run a RISC-V 64 Linux program (a process VM, like qemu-riscv64)
     hvemu images            list the bundled guest images
     hvemu disk create|info  make and inspect raw disk images
     hvemu bench             time guests; the CI perf gate
@@ -30,6 +31,11 @@ like a guest's exit code 1 or 2):
 
 A --stats-json file that cannot be written at the end is reported on stderr, and
 the exit status stays the guest's.  `hvemu bench --gate` exits 1 when a figure fails.
+
+`hvemu run` ends with the program's own exit status, 128 + n when signal n killed it;
+when it refuses the program, with the codes above: 65 for a file that is not a RISC-V 64
+Linux executable, 66 for a missing program, interpreter or sysroot, 71 when the host
+refuses the --memory asked for.
 """
 from __future__ import annotations
 
@@ -267,6 +273,76 @@ def run_on_terminal(vm, terminal):
         if terminal is not None:
             terminal.restore()
         signal.signal(signal.SIGTERM, old)
+
+
+@cli.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("-L", "--sysroot", envvar="QEMU_LD_PREFIX", default=None, metavar="SYSROOT",
+              help="where the dynamic loader (PT_INTERP) and the libraries it opens are "
+                   "found: absolute paths that exist under SYSROOT are taken from there "
+                   "(QEMU's -L; also QEMU_LD_PREFIX)")
+@click.option("-E", "set_env", multiple=True, metavar="VAR=VALUE",
+              help="set VAR in the program's environment (repeatable)")
+@click.option("-U", "unset_env", multiple=True, metavar="VAR",
+              help="remove VAR from the program's environment (repeatable)")
+@click.option("-0", "argv0", default=None, metavar="ARGV0",
+              help="the program's argv[0] (default: PROG as given)")
+@click.option("--strace", "-strace", "strace", is_flag=True,
+              help="print one line per system call to stderr: name, arguments, result")
+@click.option("--stats", is_flag=True,
+              help="print instructions, MIPS and system calls by name at the end")
+@click.option("--memory", default="4G", show_default=True,
+              help="the most RAM the program may touch (suffixes K, M, G)")
+@click.argument("prog")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_command(sysroot, set_env, unset_env, argv0, strace, stats, memory, prog, args) -> None:
+    """Run PROG, a RISC-V 64 Linux executable, with ARGS, as a process on this host.
+
+    Everything after PROG belongs to the program.  Its stdin, stdout, stderr, working
+    directory, environment and exit status are its own."""
+    from .process import ExecError, run_program
+
+    env = dict(os.environ)
+    for item in set_env:
+        if "=" not in item or item.startswith("="):
+            raise click.BadParameter(f"{item!r}: give VAR=VALUE", param_hint="-E")
+        k, v = item.split("=", 1)
+        env[k] = v
+    for k in unset_env:
+        env.pop(k, None)
+    size = parse_size(memory)
+    if size < 1 << 20:
+        raise HvemuError(f"--memory {memory}: give at least 1M")
+    try:
+        status = run_program(prog, list(args), sysroot=sysroot, env=env, strace=strace,
+                             stats=stats, memory=size, argv0=argv0,
+                             report=print_process_stats if stats else None)
+    except ExecError as e:
+        click.echo(f"hvemu: {e}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(status)
+
+
+def print_process_stats(fig) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .process.abi import SYSCALL_NAMES
+
+    t = Table(title="hvemu run statistics", show_header=True)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("instructions", f"{fig.instructions:,}")
+    t.add_row("seconds", f"{fig.seconds:.3f}")
+    t.add_row("MIPS", f"{fig.instructions / fig.seconds / 1e6 if fig.seconds else 0:.1f}")
+    t.add_row("seconds in the core", f"{fig.core_seconds:.3f}")
+    t.add_row("processes", f"{fig.processes:,}")
+    t.add_row("execve", f"{fig.execs:,}")
+    t.add_row("page faults (demand paging)", f"{fig.faults:,}")
+    t.add_row("signals delivered", f"{fig.signals:,}")
+    t.add_row("system calls", f"{sum(fig.syscalls.values()):,}")
+    for nr, n in sorted(fig.syscalls.items(), key=lambda kv: (-kv[1], kv[0])):
+        t.add_row(f"syscall: {SYSCALL_NAMES.get(nr, nr)}", f"{n:,}")
+    Console(stderr=True, width=max(80, Console(stderr=True).width)).print(t)
 
 
 @cli.group("disk")
