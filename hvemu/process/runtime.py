@@ -392,31 +392,38 @@ class Process:
 
     def wait_event(self, fds: list[tuple[int, int]], timeout: float | None = None,
                    restartable: bool = True, wake_mask: int = 0):
-        """Block until one of fds is ready (a list of (fd, poll events) -> the ready
-        ones), timeout seconds pass ([]), or a guest signal is deliverable (raises
-        Interrupted, which handlers turn into EINTR or a restart); a signal of
-        wake_mask arriving, even blocked, also returns ([])."""
+        """Block until one of fds is ready (a list of (fd, poll events); returns the
+        ready ones), a host signal arrives or timeout seconds pass (both: []), or a
+        guest signal is deliverable (raises Interrupted, which handlers turn into EINTR
+        or a restart).  A signal of wake_mask pending, even blocked, returns []."""
+        if self.sig.ready:
+            raise Interrupted(self._restart_ok() if restartable else False)
+        if self.sig.pending_mask & wake_mask:
+            return []
         poller = select.poll()
         for fd, ev in fds:
             poller.register(fd, ev)
         notify = self.host.notify_fd
         poller.register(notify, select.POLLIN)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        out = [(fd, ev) for fd, ev in ready if fd != notify]
+        if len(out) != len(ready):
+            self.host.drain()
             if self.sig.ready:
                 raise Interrupted(self._restart_ok() if restartable else False)
-            if self.sig.pending_mask & wake_mask:
+        return out
+
+    def wait_for(self, fds: list[tuple[int, int]], timeout: float | None = None,
+                 restartable: bool = True) -> list[tuple[int, int]]:
+        """wait_event until an fd is ready ([] only when timeout seconds have passed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return []
-            wait = None if deadline is None else max(0, int((deadline - time.monotonic())
-                                                            * 1000 + 0.999))
-            ready = poller.poll(wait)
-            out = [(fd, ev) for fd, ev in ready if fd != notify]
-            if len(out) != len(ready):
-                self.host.drain()
+            out = self.wait_event(fds, left, restartable)
             if out:
                 return out
-            if deadline is not None and time.monotonic() >= deadline:
-                return []
 
     def _restart_ok(self) -> bool:
         ready = self.sig.pending_mask & ~self.sig.blocked
@@ -434,21 +441,23 @@ class Process:
         sys.stderr.flush()
         if vfork:
             r, w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
+        # Signals wait (blocked) until the child's plumbing is ready: Python's own
+        # after-fork code drops signals that arrive in the child before it has run.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
-            self.pid = os.getpid()
-            self.is_root = False
-            self.host.after_fork()
-            self.host.vcpu = self.vcpu
-            self.instret_base = -self.vcpu.instret
-            self.fig = Figures()
-            self.fig.core_seconds = -self.vcpu.core_seconds
-            self.mm.faults = 0
-            self.t0 = time.perf_counter()
+            try:
+                self._after_fork_child(vfork and w)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if vfork:
                 os.close(r)
-                self.vfork_fd = w
             return 0
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if vfork:
             os.close(w)
             try:
@@ -459,6 +468,18 @@ class Process:
             finally:
                 os.close(r)
         return pid
+
+    def _after_fork_child(self, vfork_fd: int | None) -> None:
+        self.pid = os.getpid()
+        self.is_root = False
+        self.host.after_fork()
+        self.host.vcpu = self.vcpu
+        self.instret_base = -self.vcpu.instret     # count only the child's own work
+        self.fig = Figures()
+        self.fig.core_seconds = -self.vcpu.core_seconds
+        self.mm.faults = 0
+        self.t0 = time.perf_counter()
+        self.vfork_fd = vfork_fd or None
 
     def _vfork_release(self) -> None:
         if self.vfork_fd is not None:

@@ -179,7 +179,13 @@ class HostSignals:
         self.notify_fd, self.notify_w = _pipe(self.floor, blocking_read=False)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.thread = threading.Thread(target=self._kicker, name="hvemu-kick", daemon=True)
-        self.thread.start()
+        # the thread starts with every signal blocked, so that the main thread gets them
+        # all (and its blocking calls are interrupted)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self.thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -195,10 +201,10 @@ class HostSignals:
         self._open()
 
     def _kicker(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+        wake_r, notify_w = self.wake_r, self.notify_w
         while True:
             try:
-                data = os.read(self.wake_r, 256)
+                data = os.read(wake_r, 256)
             except OSError:
                 return
             if not data:
@@ -206,6 +212,10 @@ class HostSignals:
             vcpu = self.vcpu
             if vcpu is not None:
                 vcpu.kick()
+            try:                        # and wake a blocking call, to run the handler
+                os.write(notify_w, b"!")
+            except OSError:
+                pass
 
     def handler(self, signum, frame) -> None:
         self.on_signal(signum)

@@ -53,13 +53,13 @@ def _may_block(p, fd: int) -> bool:
 
 def _read(p, fd: int, n: int) -> bytes:
     if _may_block(p, fd):
-        p.wait_event([(fd, select.POLLIN | select.POLLPRI)])
+        p.wait_for([(fd, select.POLLIN | select.POLLPRI)])
     return os.read(fd, min(n, READ_CHUNK))
 
 
 def _write(p, fd: int, bufs) -> int:
     if _may_block(p, fd):
-        p.wait_event([(fd, select.POLLOUT)])
+        p.wait_for([(fd, select.POLLOUT)])
     try:
         return os.writev(fd, bufs)
     except BrokenPipeError:
@@ -194,7 +194,7 @@ def sys_sendfile(p, out_fd, in_fd, offset_ptr, count, *_):
     out_fd, in_fd = p.check_fd(out_fd), p.check_fd(in_fd)
     count = min(count, READ_CHUNK)
     if _may_block(p, out_fd):
-        p.wait_event([(out_fd, select.POLLOUT)])
+        p.wait_for([(out_fd, select.POLLOUT)])
     try:
         if offset_ptr:
             off = p.mm.read_u64(offset_ptr)
@@ -760,9 +760,8 @@ def _poll(p, fds: int, nfds: int, timeout: float | None) -> int:
     for fd, events, _ in entries:
         if 0 <= fd < p.fd_limit:
             watch[fd] = watch.get(fd, 0) | (events & 0xFFFF) | select.POLLERR | select.POLLHUP
-    ready = dict(p.wait_event(list(watch.items()), timeout)) if watch or timeout != 0 else {}
-    if not watch and timeout is None:
-        ready = {}
+    ready = dict(p.wait_for(list(watch.items()), timeout, restartable=False)) \
+        if watch or timeout != 0 else {}
     out = bytearray()
     n = 0
     for fd, events, _ in entries:
@@ -843,8 +842,8 @@ def sys_pselect6(p, nfds, readfds, writefds, exceptfds, tmo, sigmask_arg):
     if sigmask_arg:
         mask_ptr, _size = struct.unpack("<QQ", p.mm.read(sigmask_arg, 16))
     with _temporary_mask(p, mask_ptr):
-        ready = dict(p.wait_event(list(watch.items()), timeout)) if watch or timeout != 0 \
-            else {}
+        ready = dict(p.wait_for(list(watch.items()), timeout, restartable=False)) \
+            if watch or timeout != 0 else {}
     out = [0, 0, 0]
     n = 0
     for fd, ev in ready.items():

@@ -186,7 +186,7 @@ def sys_futex(p, uaddr, op, val, timeout, uaddr2, val3):
                 max(0.0, (ns - time.clock_gettime_ns(time.CLOCK_MONOTONIC)) / 1e9)
         from ..runtime import Interrupted
         try:
-            p.wait_event([], seconds, restartable=False)
+            p.wait_for([], seconds, restartable=False)
         except Interrupted:
             return -errno.EINTR
         return -errno.ETIMEDOUT
