@@ -299,9 +299,10 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, memory, prog,
 
     Everything after PROG belongs to the program.  Its stdin, stdout, stderr, working
     directory, environment and exit status are its own."""
+    env = dict(os.environ)                  # the program's environment, before hvemu's own
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")     # no idle BLAS threads in hvemu
     from .process import ExecError, run_program
 
-    env = dict(os.environ)
     for item in set_env:
         if "=" not in item or item.startswith("="):
             raise click.BadParameter(f"{item!r}: give VAR=VALUE", param_hint="-E")

@@ -38,7 +38,9 @@ from .mm import SIGPAGE, AddressSpace, GuestFault, OutOfMemory
 from .signals import HostSignals, SigAction, SignalState, bit, build_frame, parse_frame, siginfo
 
 MASK64 = (1 << 64) - 1
-RUN_FOREVER = MASK64
+# The core returns at least every QUANTUM instructions, so that a host signal reaches
+# a program spinning inside one page (the kick stops the core only at a page change).
+QUANTUM = 1 << 24
 ECALL, EBREAK = 0x00000073, 0x00100073
 MAX_SHEBANG_DEPTH = 4
 FP = hasattr(_core.VCpu, "get_f")          # the core has the F and D extensions
@@ -193,7 +195,7 @@ class Process:
         vcpu = _core.VCpu(mm.memory)
         vcpu.set_mode(0, 0, 8, mm.root, False, False)
         vcpu.set_counters(0b111, 10, 0, 0, 0)
-        vcpu.stop_at = RUN_FOREVER
+        vcpu.stop_at = QUANTUM
         vcpu.pc = started.pc
         vcpu.set_x(2, started.sp)
         if FP:
@@ -532,7 +534,7 @@ class Process:
                     elif r == SYSTEM:
                         self.system_instruction(vcpu.exit_insn)
                     elif r == _core.BUDGET:
-                        vcpu.stop_at = RUN_FOREVER
+                        vcpu.stop_at = vcpu.instret + QUANTUM
                     else:                      # MMIO: nothing the guest maps is a device
                         self.force_signal(abi.SIGBUS, siginfo(abi.SIGBUS, 2,
                                                               addr=vcpu.exit_tval))
@@ -609,7 +611,9 @@ class Process:
         return self.instret_base + (self.vcpu.instret if self.vcpu is not None else 0)
 
     def figures(self) -> Figures:
-        f = self.fig
+        """This process's figures so far (since it was forked, for a child)."""
+        import copy
+        f = copy.deepcopy(self.fig)
         f.instructions = self.instructions()
         f.seconds = time.perf_counter() - self.t0
         if self.vcpu is not None:

@@ -294,7 +294,7 @@ def sys_dup(p, fd, *_):
     return p.new_fd(os.dup(p.check_fd(fd)), False)
 
 
-@syscall("dup3", "i i o")
+@syscall("dup3", "i i of")
 def sys_dup3(p, old, new, flags, *_):
     old, new = p.check_fd(old), p.check_fd(new)
     if old == new or flags & ~abi.O_CLOEXEC:
@@ -303,7 +303,7 @@ def sys_dup3(p, old, new, flags, *_):
     return p.new_fd(new, bool(flags & abi.O_CLOEXEC))
 
 
-@syscall("pipe2", "p o")
+@syscall("pipe2", "p of")
 def sys_pipe2(p, fds, flags, *_):
     if flags & ~(abi.O_CLOEXEC | abi.O_NONBLOCK | abi.O_DIRECT):
         raise OSError(errno.EINVAL, "pipe2 flags")
@@ -856,7 +856,7 @@ def sys_pselect6(p, nfds, readfds, writefds, exceptfds, tmo, sigmask_arg):
         if sets[2] >> fd & 1 and ev & select.POLLPRI:
             out[2] |= 1 << fd
             n += 1
-    for ptr, value in zip((readfds, writefds, exceptfds), out):
+    for ptr, value in zip((readfds, writefds, exceptfds), out, strict=True):
         if ptr and words:
             p.mm.write(ptr, value.to_bytes(8 * words, "little"))
     return n

@@ -152,7 +152,7 @@ def sys_sysinfo(p, info, *_):
     loads = [int(x * 65536) for x in os.getloadavg()]
     total = p.opts.memory
     free = total - p.mm.frames_used * 4096
-    data = struct.pack("<q3QQQQQQH6xQQI", uptime, *loads, total, free, 0, 0, 0, 0, 1, 0, 0, 1)
+    data = struct.pack("<q3Q6QH6xQQI", uptime, *loads, total, free, 0, 0, 0, 0, 1, 0, 0, 1)
     p.mm.write(info, data.ljust(112, b"\0"))
     return 0
 

@@ -5,7 +5,7 @@ memory, registers and descriptors are a copy, its pid the host pid, so kill, wai
 the parent's view of the child's exit status are the host's own.  vfork's parent
 waits until the child has exec'd or exited.  Threads -- clone with CLONE_VM and without
 CLONE_VFORK -- are not supported: ENOSYS, with a one-line warning (glibc's
-pthread_create then fails with EAGAIN).
+pthread_create returns it).
 """
 from __future__ import annotations
 
@@ -172,14 +172,14 @@ def sys_getegid(p, *_):
 
 @syscall("getresuid", "p p p")
 def sys_getresuid(p, r, e, s, *_):
-    for ptr, v in zip((r, e, s), os.getresuid()):
+    for ptr, v in zip((r, e, s), os.getresuid(), strict=True):
         p.mm.write_u32(ptr, v)
     return 0
 
 
 @syscall("getresgid", "p p p")
 def sys_getresgid(p, r, e, s, *_):
-    for ptr, v in zip((r, e, s), os.getresgid()):
+    for ptr, v in zip((r, e, s), os.getresgid(), strict=True):
         p.mm.write_u32(ptr, v)
     return 0
 

@@ -4,7 +4,7 @@ The line is QEMU's -strace shape: `PID name(arguments) = result`, an error as
 `= -1 errno=N (message)`.  Arguments are printed by kind: d/i signed, u unsigned, x
 hex, p a pointer (NULL for 0), fd a descriptor (AT_FDCWD), s a string read from guest
 memory, o open(2) flags, m an octal mode, sig a signal, av an argv-style array, f
-clone flags.  Results: d an int, x hex (mmap, brk), n none (exit).
+clone flags, of O_* flags alone (dup3, pipe2).  Results: d an int, x hex (mmap, brk), n none (exit).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .. import abi
 from ..abi import SYSCALL_NAMES
 
 MAX_STRING = 64
+MAX_ARRAY = 16
 
 
 def _signed(v: int) -> int:
@@ -42,10 +43,13 @@ def _argv(process, v: int) -> str:
     if v == 0:
         return "NULL"
     try:
-        ptrs = process.mm.read_ptrs(v, 64)
+        ptrs = process.mm.read_ptrs(v, 1 << 17)
     except Exception:
         return f"{v:#x}"
-    return "{" + ",".join([_string(process, p) for p in ptrs] + ["NULL"]) + "}"
+    shown = [_string(process, p) for p in ptrs[:MAX_ARRAY]]
+    if len(ptrs) > MAX_ARRAY:
+        shown.append(f"... {len(ptrs) - MAX_ARRAY} more")
+    return "{" + ",".join(shown + ["NULL"]) + "}"
 
 
 def _flags(v: int, names) -> str:
@@ -72,7 +76,9 @@ def format_arg(process, kind: str, v: int) -> str:
     if kind == "o":
         return abi.open_flags_text(v)
     if kind == "m":
-        return f"{v:#o}"
+        return "0" if v == 0 else f"0{v:o}"
+    if kind == "of":                          # O_* flags without an access mode
+        return "0" if v == 0 else abi.open_flags_text(v).split("|", 1)[-1]
     if kind == "sig":
         return abi.signal_name(_int(v)) if 0 < _int(v) < 32 else str(_int(v))
     if kind == "av":
@@ -95,9 +101,9 @@ def format_result(kind: str, res) -> str:
 
 def instrument(process, nr, fn):
     """fn wrapped to count each call (--stats) and print it (--strace)."""
-    from . import SPECS
     from ..mm import GuestFault
     from ..runtime import Interrupted, Reload
+    from . import SPECS
     strace = process.opts.strace
 
     def wrapped(p, a0, a1, a2, a3, a4, a5):
