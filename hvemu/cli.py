@@ -310,7 +310,10 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, memory, prog,
         env[k] = v
     for k in unset_env:
         env.pop(k, None)
-    size = parse_size(memory)
+    try:
+        size = parse_size(memory)
+    except HvemuError as e:
+        raise HvemuError(f"--memory: {e}") from None
     if size < 1 << 20:
         raise HvemuError(f"--memory {memory}: give at least 1M")
     try:

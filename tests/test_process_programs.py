@@ -295,7 +295,8 @@ MEMORY = r"""
 #include <unistd.h>
 #include <sys/mman.h>
 static sigjmp_buf jb;
-static void on_segv(int s, siginfo_t *si, void *u) { siglongjmp(jb, si->si_code); }
+static volatile int last_sig;
+static void on_segv(int s, siginfo_t *si, void *u) { last_sig = s; siglongjmp(jb, si->si_code); }
 static int faults(volatile char *p, int write) {
     int code = sigsetjmp(jb, 1);
     if (code) return code;
@@ -305,6 +306,7 @@ static int faults(volatile char *p, int write) {
 int main(void) {
     struct sigaction sa = {0}; sa.sa_sigaction = on_segv; sa.sa_flags = SA_SIGINFO;
     sigaction(SIGSEGV, &sa, 0);
+    sigaction(SIGBUS, &sa, 0);
     char *b0 = sbrk(0);
     printf("sbrk grows: %d\n", sbrk(1 << 20) == b0 && sbrk(0) == b0 + (1 << 20));
     memset(b0, 0x5a, 1 << 20);
@@ -325,12 +327,15 @@ int main(void) {
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     printf("MAP_FIXED at the hint: %d\n", fixed == m);
     int fd = open("data.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
-    for (int i = 0; i < 3 * 4096; i++) write(fd, &"abcdefghij"[i % 10], 1);
+    for (int i = 0; i < 3 * 4096 - 100; i++) write(fd, &"abcdefghij"[i % 10], 1);
     char *f = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 4096);
     printf("file mapping at offset 4096: %.5s\n", f);
     f[0] = 'Z';
     char c; pread(fd, &c, 1, 4096);
-    printf("private: the file keeps %c; past EOF reads 0: %d\n", c, f[2 * 4096] == 0);
+    printf("private: the file keeps %c; the last page past EOF reads 0: %d\n", c,
+           f[2 * 4096 - 50] == 0);
+    int code = faults(f + 2 * 4096, 0);
+    printf("a page wholly past EOF: %s, si_code %d\n", last_sig == SIGBUS ? "SIGBUS" : "?", code);
     printf("madvise(DONTNEED) zeroes: ");
     m[0] = 9; madvise(m, 4096, MADV_DONTNEED); printf("%d\n", m[0]);
     printf("NULL is unmapped: si_code %d\n", faults(0, 0));
@@ -353,7 +358,8 @@ def test_brk_mmap_munmap_mprotect_mremap(tmp_path, linkage):
         "read of unmapped: si_code 1",                # SEGV_MAPERR
         "MAP_FIXED at the hint: 1",
         "file mapping at offset 4096: ghija",
-        "private: the file keeps g; past EOF reads 0: 1",
+        "private: the file keeps g; the last page past EOF reads 0: 1",
+        "a page wholly past EOF: SIGBUS, si_code 2",                # BUS_ADRERR
         "madvise(DONTNEED) zeroes: 0",
         "NULL is unmapped: si_code 1",
     ]

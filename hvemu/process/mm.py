@@ -70,6 +70,7 @@ for _p in range(8):
             _bits |= _X
         _PTE_PROT.append(_bits)
 
+BUS_ADRERR = 0x102             # fault(): SIGBUS with si_code BUS_ADRERR (2)
 _ACCESS_PROT = (PROT_EXEC, PROT_READ, PROT_WRITE)    # core access type -> what it needs
 _ZERO_PAGE = bytes(PAGE)
 
@@ -80,6 +81,10 @@ class GuestFault(Exception):
     def __init__(self, addr: int):
         super().__init__(f"bad guest address {addr:#x}")
         self.addr = addr
+
+
+class BeyondEOF(GuestFault):
+    """A file-backed page that lies wholly past the end of its file (SIGBUS)."""
 
 
 class OutOfMemory(Exception):
@@ -310,14 +315,19 @@ class AddressSpace:
     # ---- demand paging ----
 
     def populate(self, vma: Vma, vpn: int) -> int:
-        """Make page vpn of vma present: a zeroed frame, filled from the file if backed."""
-        pa = self._alloc_frame()
+        """Make page vpn of vma present: a zeroed frame, filled from the file if backed
+        (BeyondEOF for a page wholly past the file's end, as Linux's SIGBUS)."""
         va = vpn << PAGE_SHIFT
-        if vma.file is not None and va < vma.file_end:
-            n = min(PAGE, vma.file_end - va)
-            data = os.pread(vma.file.fd, n, vma.offset + (va - vma.start))
-            if data:
-                self.memory.write(pa, data)
+        data = b""
+        if vma.file is not None:
+            offset = vma.offset + (va - vma.start)
+            if offset >= page_up(vma.file.size):
+                raise BeyondEOF(va)
+            if va < vma.file_end:
+                data = os.pread(vma.file.fd, min(PAGE, vma.file_end - va), offset)
+        pa = self._alloc_frame()
+        if data:
+            self.memory.write(pa, data)
         self._map(vpn, pa, vma.prot)
         return pa | (vma.prot & 7)
 
@@ -325,7 +335,8 @@ class AddressSpace:
         """A guest page fault at va (access: 0 fetch, 1 load, 2 store).
 
         Returns 0 when the page is now mapped (resume the guest), else the si_code
-        of the SIGSEGV to deliver (SEGV_MAPERR 1, SEGV_ACCERR 2)."""
+        of the SIGSEGV to deliver (SEGV_MAPERR 1, SEGV_ACCERR 2), or BUS_ADRERR for a
+        page of a file mapping past the file's end (SIGBUS)."""
         if va >= TASK_SIZE:
             return 1
         need = _ACCESS_PROT[access]
@@ -345,7 +356,10 @@ class AddressSpace:
             return 2
         self.faults += 1
         self._last_retry = None
-        self.populate(vma, vpn)
+        try:
+            self.populate(vma, vpn)
+        except BeyondEOF:
+            return BUS_ADRERR
         return 0
 
     # ---- guest memory for system calls ----

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from .. import _core
 from . import abi, loader
 from .elf import EX_NOINPUT, ExecError, read_elf
-from .mm import SIGPAGE, AddressSpace, GuestFault, OutOfMemory
+from .mm import BUS_ADRERR, SIGPAGE, AddressSpace, GuestFault, OutOfMemory
 from .signals import HostSignals, SigAction, SignalState, bit, build_frame, parse_frame, siginfo
 
 MASK64 = (1 << 64) - 1
@@ -551,8 +551,11 @@ class Process:
             code = self.mm.fault(tval, {12: 0, 13: 1, 15: 2}[cause])
             if code:
                 what = {12: "execute", 13: "read", 15: "write"}[cause]
-                self.force_signal(abi.SIGSEGV, siginfo(abi.SIGSEGV, code, addr=tval),
-                                  f"{what} of {tval:#x} at pc {pc:#x}")
+                sig = abi.SIGBUS if code == BUS_ADRERR else abi.SIGSEGV
+                self.force_signal(sig, siginfo(sig, code & 0xFF, addr=tval),
+                                  f"{what} of {tval:#x} at pc {pc:#x}"
+                                  + (" (past the end of the mapped file)"
+                                     if sig == abi.SIGBUS else ""))
         elif cause == 2:
             self.force_signal(abi.SIGILL, siginfo(abi.SIGILL, abi.ILL_ILLOPC, addr=pc),
                               f"illegal instruction {tval:#010x} at pc {pc:#x}")
