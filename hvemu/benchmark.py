@@ -136,6 +136,87 @@ def run_qemu(image: str, repeat: int = 3, memory: str = "128M") -> float:
     return max(_qemu_wall(images.resolve(image), repeat, memory) - startup, 1e-6)
 
 
+# ---------------------------------------------------------------------------
+# process VMs: `hvemu run` next to qemu-riscv64
+# ---------------------------------------------------------------------------
+
+QEMU_USER = "qemu-riscv64"
+
+
+def qemu_user_available() -> bool:
+    return shutil.which(QEMU_USER) is not None
+
+
+def null_program() -> bytes:
+    """A static riscv64 Linux ELF that exits at once (exit(0)): start-up cost only."""
+    import struct
+    code = struct.pack("<3I", 0x05D00893, 0x00000513, 0x00000073)   # li a7,93; li a0,0; ecall
+    base, start = 0x10000, 64 + 56
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 243, 1,
+                       base + start, 64, 0, 4, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, start + len(code), start + len(code),
+                       0x1000)
+    return ehdr + phdr + code
+
+
+@dataclass
+class ProcessMeasurement:
+    program: str
+    instructions: int
+    seconds: float              # inside hvemu: loading and running, without Python's start-up
+    syscalls: int
+
+    @property
+    def mips(self) -> float:
+        return self.instructions / self.seconds / 1e6
+
+
+def run_process_hvemu(prog: str, args: list[str], repeat: int = 3,
+                      sysroot: str | None = None) -> ProcessMeasurement:
+    """`hvemu run` of a program, `repeat` times in fresh processes; the fastest run."""
+    import sys
+    best = None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stats.json"
+        for _ in range(repeat):
+            cmd = [sys.executable, "-m", "hvemu.cli", "run", "--stats-json", str(out),
+                   *(["-L", sysroot] if sysroot else []), prog, *args]
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True, timeout=3600,
+                                  env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+            if not out.exists() or proc.returncode > 125:
+                raise HvemuError(f"{prog}: hvemu run failed ({proc.returncode}): "
+                                 f"{proc.stderr.strip()[-300:]}")
+            d = json.loads(out.read_text())
+            m = ProcessMeasurement(prog, d["instructions"], d["seconds"], d["syscalls_total"])
+            if best is None or m.seconds < best.seconds:
+                best = m
+    return best
+
+
+def _qemu_user_wall(cmd: list[str], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       stdin=subprocess.DEVNULL, timeout=3600, check=False)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run_process_qemu(prog: str, args: list[str], repeat: int = 3,
+                     sysroot: str | None = None) -> float:
+    """Seconds qemu-riscv64 takes to run the program, less its start-up (a program that
+    exits at once), best of `repeat`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        null = Path(tmp) / "null"
+        null.write_bytes(null_program())
+        null.chmod(0o755)
+        startup = _qemu_user_wall([QEMU_USER, str(null)], repeat)
+    prefix = [QEMU_USER, *(["-L", sysroot] if sysroot else [])]
+    return max(_qemu_user_wall([*prefix, prog, *args], repeat) - startup, 1e-6)
+
+
 def calibrated(value: float, kind: str) -> float:
     """A speed divided by the calibration loop of its kind ("native" or "python"),
     measured now, in this process."""

@@ -290,11 +290,14 @@ def run_on_terminal(vm, terminal):
               help="print one line per system call to stderr: name, arguments, result")
 @click.option("--stats", is_flag=True,
               help="print instructions, MIPS and system calls by name at the end")
+@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write the same figures as JSON to this file")
 @click.option("--memory", default="4G", show_default=True,
               help="the most RAM the program may touch (suffixes K, M, G)")
 @click.argument("prog")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_command(sysroot, set_env, unset_env, argv0, strace, stats, memory, prog, args) -> None:
+def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, memory, prog,
+                args) -> None:
     """Run PROG, a RISC-V 64 Linux executable, with ARGS, as a process on this host.
 
     Everything after PROG belongs to the program.  Its stdin, stdout, stderr, working
@@ -316,10 +319,23 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, memory, prog,
         raise HvemuError(f"--memory: {e}") from None
     if size < 1 << 20:
         raise HvemuError(f"--memory {memory}: give at least 1M")
+    if stats_json:
+        try:                                  # refuse an unwritable path before the program runs
+            open(stats_json, "a").close()
+        except OSError as e:
+            raise HvemuError(f"--stats-json {stats_json}: cannot write ({e.strerror})") from None
+
+    def report(fig) -> None:
+        if stats:
+            print_process_stats(fig)
+        if stats_json:
+            with open(stats_json, "w") as f:
+                json.dump(fig.to_dict(), f, indent=2)
+
     try:
         status = run_program(prog, list(args), sysroot=sysroot, env=env, strace=strace,
-                             stats=stats, memory=size, argv0=argv0,
-                             report=print_process_stats if stats else None)
+                             stats=bool(stats or stats_json), memory=size, argv0=argv0,
+                             report=report)
     except ExecError as e:
         click.echo(f"hvemu: {e}", err=True)
         sys.exit(e.exit_code)
@@ -410,8 +426,14 @@ def list_images() -> None:
         click.echo(f"{name:<{width}}  {desc}")
 
 
-@cli.command("bench")
-@click.argument("images_", metavar="[IMAGE]...", nargs=-1)
+@cli.command("bench", context_settings={"ignore_unknown_options": True})
+@click.argument("images_", metavar="[IMAGE]... | --run PROG [ARGS]...", nargs=-1,
+                type=click.UNPROCESSED)
+@click.option("--run", "run_prog", is_flag=True,
+              help="time a RISC-V Linux program (PROG ARGS...) under `hvemu run` next to "
+                   "qemu-riscv64; give bench's own options before --run")
+@click.option("-L", "--sysroot", default=None, metavar="SYSROOT",
+              help="with --run: the sysroot of a dynamically linked PROG")
 @click.option("--repeat", type=COUNT, default=3, show_default=True,
               help="runs per figure; the best counts")
 @click.option("--qemu/--no-qemu", default=True, show_default=True,
@@ -420,7 +442,8 @@ def list_images() -> None:
 @click.option("--update-baseline", is_flag=True, help="measure and write a new baseline")
 @click.option("--baseline", type=click.Path(dir_okay=False), default="bench/baseline.json",
               show_default=True, help="the perf gate's baseline file")
-def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> None:
+def bench_command(images_, run_prog, sysroot, repeat, qemu, gate, update_baseline,
+                  baseline) -> None:
     """Time guests on hvemu (and QEMU), or run the CI perf gate."""
     from pathlib import Path
 
@@ -430,6 +453,14 @@ def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> Non
     from . import benchmark
 
     console = Console(width=max(120, Console().width))
+    if run_prog:
+        if not images_:
+            raise click.UsageError("--run needs a program: hvemu bench --run PROG [ARGS]...")
+        bench_process(console, list(images_), sysroot, repeat, qemu)
+        return
+    for image in images_:
+        if image.startswith("-"):
+            raise click.UsageError(f"no such option: {image}")
     if update_baseline:
         data = benchmark.update_baseline(Path(baseline))
         console.print(f"wrote {baseline}: " + json.dumps(data["counts"]))
@@ -469,6 +500,39 @@ def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> Non
                       "off at once); its instruction count is hvemu's (the same guest).")
     elif qemu:
         console.print("qemu-system-riscv64 is not installed: hvemu figures only.")
+
+
+def bench_process(console, argv: list[str], sysroot, repeat: int, qemu: bool) -> None:
+    """`hvemu bench --run PROG ARGS`: the program under `hvemu run` and qemu-riscv64."""
+    from rich.table import Table
+
+    from . import benchmark
+
+    prog, args = argv[0], argv[1:]
+    if not os.path.isfile(prog):
+        raise HvemuError(f"{prog}: no such file")
+    m = benchmark.run_process_hvemu(prog, args, repeat, sysroot)
+    t = Table(title="hvemu run vs qemu-riscv64: same program, same machine")
+    for col in ("program", "instructions", "syscalls", "hvemu s", "hvemu MIPS", "QEMU s",
+                "QEMU MIPS", "hvemu/QEMU"):
+        t.add_column(col, justify="right")
+    row = [" ".join(argv), f"{m.instructions:,}", f"{m.syscalls:,}", f"{m.seconds:.3f}",
+           f"{m.mips:,.1f}"]
+    use_qemu = qemu and benchmark.qemu_user_available()
+    if use_qemu:
+        q = benchmark.run_process_qemu(prog, args, repeat, sysroot)
+        qmips = m.instructions / q / 1e6
+        row += [f"{q:.3f}", f"{qmips:,.1f}", f"{m.mips / qmips:.2f}"]
+    else:
+        row += ["-", "-", "-"]
+    t.add_row(*row)
+    console.print(t)
+    if use_qemu:
+        console.print("hvemu's time is from loading the program to its exit (Python's own "
+                      "start-up left out); QEMU's is its wall time less its start-up (a "
+                      "program that exits at once); both count hvemu's instructions.")
+    elif qemu:
+        console.print("qemu-riscv64 is not installed (package qemu-user): hvemu figures only.")
 
 
 def print_stats(stats) -> None:

@@ -788,3 +788,33 @@ def test_qemu_ld_prefix_is_the_sysroot_too():
     prog = compile_c(ARGS_ENV, static=False)
     out = hvemu_run(prog, "x", env=dict(os.environ, QEMU_LD_PREFIX=SYSROOT))
     assert out.stdout.startswith("argv[1]=x\n")
+
+
+def test_stats_json_writes_the_figures(tmp_path):
+    import json
+    out = run_c("#include <unistd.h>\nint main(void) { getppid(); getppid(); return 0; }",
+                options=("--stats-json", tmp_path / "s.json"))
+    assert out.returncode == 0 and out.stderr == ""
+    figures = json.loads((tmp_path / "s.json").read_text())
+    assert figures["syscalls"]["getppid"] == 2
+    assert figures["instructions"] > 0 and figures["processes"] == 1
+
+
+def test_bench_run_times_a_program_next_to_qemu_riscv64():
+    from conftest import require_tool, run_hvemu
+    from processkit import QEMU
+    require_tool(QEMU, "qemu-user")
+    prog = compile_c(r"""
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) { unsigned long s = 0, n = atol(argv[1]);
+    for (unsigned long i = 0; i < n; i++) s = s * 6364136223846793005ul + i;
+    printf("%lu\n", s); return 0; }""")
+    out = run_hvemu("bench", "--repeat", "1", "--run", prog, "2000000", timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "hvemu MIPS" in out.stdout and "QEMU MIPS" in out.stdout
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.stdout.splitlines()
+            if line.count("│") == 9]
+    row = next(r for r in rows if r[1].replace(",", "").isdigit())     # the figures
+    assert all(row[1:])                        # instructions .. hvemu/QEMU, all filled in
+    assert float(row[-1]) > 0

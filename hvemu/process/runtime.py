@@ -88,6 +88,21 @@ class Figures:
     processes: int = 1
     execs: int = 0
 
+    @property
+    def mips(self) -> float:
+        return self.instructions / self.seconds / 1e6 if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        from .abi import SYSCALL_NAMES
+        return {"instructions": self.instructions, "seconds": round(self.seconds, 6),
+                "mips": round(self.mips, 3), "core_seconds": round(self.core_seconds, 6),
+                "processes": self.processes, "execs": self.execs,
+                "page_faults": self.faults, "signals_delivered": self.signals,
+                "syscalls_total": sum(self.syscalls.values()),
+                "syscalls": {SYSCALL_NAMES.get(nr, str(nr)): n
+                             for nr, n in sorted(self.syscalls.items(),
+                                                 key=lambda kv: (-kv[1], kv[0]))}}
+
 
 def _high_fd_floor() -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -510,6 +525,7 @@ class Process:
             run, get_x, set_x, complete = vcpu.run, vcpu.get_x, vcpu.set_x, vcpu.complete
             table = self.table
             sig = self.sig
+            system_handlers: dict = {}      # per vCPU: handlers capture it
             try:
                 while True:
                     if sig.ready:
@@ -532,7 +548,13 @@ class Process:
                     elif r == EXCEPTION:
                         self.exception()
                     elif r == SYSTEM:
-                        self.system_instruction(vcpu.exit_insn)
+                        insn = vcpu.exit_insn
+                        h = system_handlers.get(insn)
+                        if h is None:
+                            h = self.system_handler(insn)
+                            if len(system_handlers) < 4096:
+                                system_handlers[insn] = h
+                        h()
                     elif r == _core.BUDGET:
                         vcpu.stop_at = vcpu.instret + QUANTUM
                     else:                      # MMIO: nothing the guest maps is a device
@@ -565,6 +587,24 @@ class Process:
         else:
             self.force_signal(abi.SIGSEGV, siginfo(abi.SIGSEGV, abi.SEGV_ACCERR, addr=tval),
                               f"access fault (cause {cause}) at {tval:#x}, pc {pc:#x}")
+
+    def system_handler(self, insn: int):
+        """A handler for this SYSTEM instruction word, specialised once: the reads of
+        frm/fflags/fcsr that glibc makes in strtod and printf come back often."""
+        v = self.vcpu
+        f3, csr, rd, rs1 = (insn >> 12) & 7, insn >> 20, (insn >> 7) & 31, (insn >> 15) & 31
+        pure_read = f3 in (2, 3, 6, 7) and rs1 == 0
+        if FP and pure_read and csr in (1, 2, 3):
+            complete_csr = v.complete_csr
+            if csr == 1:
+                return lambda: complete_csr(rd, v.fflags) if v.fs else \
+                    self.system_instruction(insn)
+            if csr == 2:
+                return lambda: complete_csr(rd, v.frm) if v.fs else \
+                    self.system_instruction(insn)
+            return lambda: complete_csr(rd, v.fflags | (v.frm << 5)) if v.fs else \
+                self.system_instruction(insn)
+        return lambda: self.system_instruction(insn)
 
     def system_instruction(self, insn: int) -> None:
         v = self.vcpu
