@@ -26,6 +26,7 @@ import os
 import resource
 import select
 import signal
+import struct
 import sys
 import time
 from collections import Counter
@@ -542,6 +543,8 @@ class Process:
                             res = -errno.EFAULT
                         except Interrupted as e:
                             res = RESTART if e.restart else -errno.EINTR
+                        except (OverflowError, ValueError, struct.error):
+                            res = -errno.EINVAL     # a value the host call cannot take
                         if res.__class__ is int:
                             set_x(10, res & MASK64)
                             complete()
