@@ -445,6 +445,8 @@ int main(void) {
     setitimer(ITIMER_REAL, &it, 0);
     pause();
     printf("SIGALRM woke pause: %d\n", got == SIGALRM);
+    signal(SIGFPE, handler); got = 0; raise(SIGFPE);
+    printf("SIGFPE handler ran: %d\n", got == SIGFPE);
     double x = 1.0; for (int i = 0; i < 10; i++) x = x * 1.5 + 0.25;
     printf("FP state survives: %.4f\n", x);
     signal(SIGTERM, SIG_IGN); raise(SIGTERM);
@@ -476,11 +478,48 @@ def test_signals_with_handlers(linkage):
         "SIGILL at the instruction: 1",
         "resumed after SIGILL",
         "SIGALRM woke pause: 1",
+        "SIGFPE handler ran: 1",
         f"FP state survives: {_fp_loop():.4f}",
         "ignored SIGTERM",
     ]
     assert out.returncode == 128 + signal.SIGTERM
     assert hvemu_lines(out) == []            # killed by a signal it sent: nothing to say
+
+
+INTERRUPTED_READ = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static volatile int got;
+static void on_usr1(int s) { got = s; }
+int main(int argc, char **argv) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = argc > 1 ? SA_RESTART : 0;
+    sigaction(SIGUSR1, &sa, 0);
+    int fds[2]; pipe(fds);
+    pid_t parent = getpid();
+    if (fork() == 0) {                  /* signal the parent while it waits, then write */
+        usleep(200 * 1000); kill(parent, SIGUSR1);
+        usleep(200 * 1000); write(fds[1], "data", 4); _exit(0);
+    }
+    char buf[8] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    printf("handler ran %d; read: %zd %s\n", got == SIGUSR1, n, n < 0 ? strerror(errno) : buf);
+    wait(0);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_signal_interrupts_a_blocking_read_or_restarts_it(restart):
+    out = run_c(INTERRUPTED_READ, *(["restart"] if restart else []))
+    assert out.stdout == ("handler ran 1; read: 4 data\n" if restart else
+                          "handler ran 1; read: -1 Interrupted system call\n")
 
 
 def test_a_segfault_ends_hvemu_with_139_and_one_line():
