@@ -292,8 +292,9 @@ def run_on_terminal(vm, terminal):
               help="print instructions, MIPS and system calls by name at the end")
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the same figures as JSON to this file")
-@click.option("--memory", default="4G", show_default=True,
-              help="the most RAM the program may touch (suffixes K, M, G)")
+@click.option("--memory", default=None,
+              help="the most RAM the program may touch (suffixes K, M, G; default: 4G, or "
+                   "the host's RAM if less)")
 @click.argument("prog")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, memory, prog,
@@ -314,7 +315,7 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, m
     for k in unset_env:
         env.pop(k, None)
     try:
-        size = parse_size(memory)
+        size = parse_size(memory) if memory is not None else default_process_memory()
     except HvemuError as e:
         raise HvemuError(f"--memory: {e}") from None
     if size < 1 << 20:
@@ -340,6 +341,15 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, m
         click.echo(f"hvemu: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(status)
+
+
+def default_process_memory() -> int:
+    """4 GiB, or the host's RAM when it has less."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = 4 << 30
+    return min(4 << 30, ram) & ~0xFFFFF
 
 
 def print_process_stats(fig) -> None:

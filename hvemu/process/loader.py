@@ -43,6 +43,13 @@ class Started:
     auxv: list
 
 
+def check_arguments(argv: list[bytes], envp: list[bytes], execfn: bytes) -> None:
+    """E2BIG when the strings would not fit on a new stack (before execve commits)."""
+    strings = sum(len(s) + 1 for s in argv) + sum(len(s) + 1 for s in envp)
+    if strings + len(execfn) + 1 > ARG_MAX:
+        raise OSError(7, "argument list too long")          # E2BIG
+
+
 def map_image(mm: AddressSpace, image: ElfImage, bias: int, name: str) -> None:
     """Map image's PT_LOAD segments, displaced by bias."""
     mf = None
@@ -87,9 +94,7 @@ def load(mm: AddressSpace, image: ElfImage, interp: ElfImage | None, argv: list[
     # the stack
     mm.add_vma(Vma(STACK_TOP - STACK_SIZE, STACK_TOP, abi.PROT_READ | abi.PROT_WRITE,
                    abi.MAP_PRIVATE | abi.MAP_GROWSDOWN, name="[stack]"))
-    strings = sum(len(s) + 1 for s in argv) + sum(len(s) + 1 for s in envp)
-    if strings + len(execfn) + 1 > ARG_MAX:
-        raise OSError(7, "argument list too long")          # E2BIG
+    check_arguments(argv, envp, execfn)
     p = STACK_TOP - 8
     p -= len(execfn) + 1
     execfn_at = p

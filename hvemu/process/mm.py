@@ -147,9 +147,17 @@ def page_up(n: int) -> int:
 class AddressSpace:
     """One process's virtual memory: VMAs, Sv39 page tables and the frames behind them."""
 
-    def __init__(self, memory_size: int, high_fd: int | None = None):
-        _no_huge_pages()
-        self.memory = _core.GuestMemory(RAM_BASE, memory_size)
+    def __init__(self, memory_size: int, high_fd: int | None = None, memory=None):
+        """A new, empty address space over `memory_size` bytes of frames: a fresh
+        GuestMemory, or `memory` (already wiped, see `wipe`) reused by execve."""
+        if memory is None:
+            _no_huge_pages()
+            try:
+                memory = _core.GuestMemory(RAM_BASE, memory_size)
+            except MemoryError:
+                raise OutOfMemory(f"the host refused {memory_size >> 20} MiB of guest "
+                                  "memory (give less with --memory)") from None
+        self.memory = memory
         self.ram = self.memory.ram
         self.ram64 = self.ram.view(np.uint64)
         self.nframes = memory_size >> PAGE_SHIFT
@@ -167,6 +175,18 @@ class AddressSpace:
         self.vcpu = None                        # set by the runtime: TLB flushes go to it
         self.faults = 0                         # demand-paging faults served
         self._last_retry = None
+
+    def wipe(self) -> None:
+        """Give every frame back, zeroed, for the next program (execve): the decoded code
+        is dropped and the host pages are released (madvise MADV_DONTNEED), so a wiped
+        RAM costs the host nothing again.  The address space is unusable afterwards."""
+        used = self.next_frame << PAGE_SHIFT
+        self.memory.drop_code()
+        self.files.clear()
+        _release(self.ram, used)
+        self.pages.clear()
+        self.vmas.clear()
+        self.starts.clear()
 
     # ---- frames and page tables ----
 
@@ -620,6 +640,24 @@ def _allows(prot: int, need: int) -> bool:
     if need == PROT_READ:
         return bool(prot & 7)
     return bool(prot & need)
+
+
+def _release(ram, used: int) -> None:
+    """Zero ram[:used], handing whole host pages back to the host."""
+    import ctypes
+    base = ram.ctypes.data
+    start = (base + 4095) & ~4095
+    end = (base + used) & ~4095
+    if end - start < 1 << 20:
+        ram[:used] = 0
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if libc.madvise(start, end - start, 4) != 0:        # MADV_DONTNEED
+        ram[:used] = 0
+        return
+    ram[:start - base] = 0
+    ram[end - base:used] = 0
 
 
 def _no_huge_pages() -> None:

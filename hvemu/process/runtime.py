@@ -201,13 +201,26 @@ class Process:
             if interp.interp:
                 raise ExecError(f"{image.interp}: an interpreter that needs an interpreter",
                                 errno.ELIBBAD)
-        mm = AddressSpace(self.opts.memory, self.fd_limit + 16)
+        try:
+            loader.check_arguments(argv, envp, os.fsencode(shown))
+        except OSError as e:
+            raise ExecError(f"{shown}: {e.strerror}", e.errno) from None
         ids = (os.getuid(), os.geteuid(), os.getgid(), os.getegid())
+        if self.mm is None:                        # the first program: a new RAM
+            try:
+                mm = AddressSpace(self.opts.memory, self.fd_limit + 16)
+            except OutOfMemory as e:
+                raise ExecError(str(e), errno.ENOMEM, 71) from None   # EX_OSERR
+        else:                                      # the point of no return: reuse the RAM
+            self.mm.wipe()
+            mm = AddressSpace(self.opts.memory, self.fd_limit + 16, memory=self.mm.memory)
         try:
             started = loader.load(mm, image, interp, argv, envp, os.fsencode(shown), HWCAP, ids)
         except OutOfMemory:
-            raise ExecError(f"{shown}: does not fit in --memory", errno.ENOMEM) from None
-        # the point of no return
+            if self.mm is None:
+                raise ExecError(f"{shown}: does not fit in --memory", errno.ENOMEM) from None
+            raise ProcessExit(sig=abi.SIGKILL, detail=f"execve {shown}: out of memory") \
+                from None
         vcpu = _core.VCpu(mm.memory)
         vcpu.set_mode(0, 0, 8, mm.root, False, False)
         vcpu.set_counters(0b111, 10, 0, 0, 0)
