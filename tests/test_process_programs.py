@@ -365,6 +365,36 @@ def test_brk_mmap_munmap_mprotect_mremap(tmp_path, linkage):
     ]
 
 
+def test_memory_costs_the_host_only_where_touched_and_execve_gives_it_back():
+    src = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static long rss_mib(void) {        /* the host's figure: /proc/self is hvemu's process */
+    FILE *f = fopen("/proc/self/status", "r"); char l[256]; long v = -1;
+    while (fgets(l, sizeof l, f)) if (!strncmp(l, "VmRSS:", 6)) v = atol(l + 6);
+    fclose(f); return v / 1024;
+}
+int main(int argc, char **argv) {
+    if (argc > 1) { printf("%ld %s %s %s\n", rss_mib(), argv[1], argv[2], argv[3]); return 0; }
+    long before = rss_mib();
+    volatile char *p = malloc(256 << 20);
+    long untouched = rss_mib();
+    for (long i = 0; i < (256 << 20); i += 4096) p[i] = 1;
+    char a[32], b[32], c[32];
+    snprintf(a, sizeof a, "%ld", before); snprintf(b, sizeof b, "%ld", untouched);
+    snprintf(c, sizeof c, "%ld", rss_mib());
+    execl("/proc/self/exe", "rss", a, b, c, (char *)0);
+    return 1;
+}"""
+    out = run_c(src)
+    after_exec, before, untouched, touched = map(int, out.stdout.split())
+    assert untouched - before < 16             # a 256 MiB malloc costs nothing until touched
+    assert touched - before >= 250             # touching it costs the host 256 MiB
+    assert after_exec - before < 32            # execve gave it back
+
+
 def test_memory_beyond_the_limit_kills_the_program_not_hvemu():
     src = r"""
 #include <stdio.h>
