@@ -853,6 +853,15 @@ int main(void) { for (int i = 0; i < 3; i++) if (fork() == 0) { getppid(); _exit
     assert rows["syscall: getppid"] == "3"
 
 
+def test_a_dynamic_program_runs_against_debians_libc6_unpacked_into_a_directory():
+    from linuxkit import debian_package
+    root = debian_package("libc6")          # trixie's: usr/lib only, no /lib symlink
+    assert not (root / "lib").exists()
+    prog = compile_c(ARGS_ENV, static=False)
+    out = hvemu_run(prog, "x", options=("-L", root))
+    assert out.stdout.startswith("argv[1]=x\n"), out.stderr
+
+
 def test_qemu_ld_prefix_is_the_sysroot_too():
     prog = compile_c(ARGS_ENV, static=False)
     out = hvemu_run(prog, "x", env=dict(os.environ, QEMU_LD_PREFIX=SYSROOT))
