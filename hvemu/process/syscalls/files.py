@@ -410,8 +410,9 @@ def _stat(p, dirfd: int, path: int, flags: int) -> os.stat_result:
     name = _path(p, path)
     if not name:
         if flags & abi.AT_EMPTY_PATH:
-            return os.fstat(p.check_fd(dirfd) if abi_int(dirfd) != abi.AT_FDCWD else
-                            os.open(".", os.O_RDONLY))
+            if abi_int(dirfd) == abi.AT_FDCWD:
+                return os.stat(".")
+            return os.fstat(p.check_fd(dirfd))
         raise OSError(errno.ENOENT, "empty path")
     host, dfd = fd_path(p, dirfd, name)
     return os.stat(host, dir_fd=dfd, follow_symlinks=not flags & abi.AT_SYMLINK_NOFOLLOW)
