@@ -649,6 +649,21 @@ def sys_sync(p, *_):
     return 0
 
 
+@syscall("syncfs", "i")
+def sys_syncfs(p, fd, *_):
+    p.check_fd(fd)
+    os.sync()
+    return 0
+
+
+@syscall("memfd_create", "s x")
+def sys_memfd_create(p, name, flags, *_):
+    if flags & ~7:                              # MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB
+        raise OSError(errno.EINVAL, "memfd flags")
+    fd = os.memfd_create(os.fsdecode(_path(p, name))[:249], flags & 2)
+    return p.new_fd(fd, bool(flags & 1))
+
+
 @syscall("fadvise64", "i d d i")
 def sys_fadvise64(p, fd, *_):
     p.check_fd(fd)
