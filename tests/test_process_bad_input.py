@@ -177,3 +177,78 @@ int main(void) {
 
 def test_dynamic_program_runs_with_the_sysroot_given():
     assert hvemu_run(compile_c(HELLO, static=False), options=("-L", SYSROOT)).stdout == "hi\n"
+
+
+# System calls with garbage arguments: small numbers, -1, pointers into a buffer of
+# random names, to unmapped memory and past the end of a mapping, random 64-bit values
+# (numbers up to 460, implemented or not).  Names contain no '/', so files are made only
+# in the working directory.
+FUZZ = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+static uint64_t s = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s; }
+static const long deny[] = {
+    /* what ends the fuzzer or runs something else */
+    SYS_exit, SYS_exit_group, SYS_clone, SYS_clone3, SYS_execve, SYS_execveat,
+    SYS_rt_sigreturn, SYS_kill, SYS_tkill, SYS_tgkill, SYS_rt_tgsigqueueinfo,
+    SYS_rt_sigqueueinfo, SYS_pidfd_send_signal,
+    /* what unmaps or remaps its own memory, or changes how signals reach it */
+    SYS_munmap, SYS_mremap, SYS_mprotect, SYS_mmap, SYS_brk, SYS_madvise,
+    SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_sigaltstack, SYS_setitimer,
+    SYS_timer_create, SYS_timer_settime,
+    /* what blocks it, as it would on Linux */
+    SYS_rt_sigsuspend, SYS_rt_sigtimedwait, SYS_futex, SYS_nanosleep, SYS_clock_nanosleep,
+    SYS_ppoll, SYS_pselect6, SYS_epoll_pwait, SYS_epoll_pwait2, SYS_wait4, SYS_waitid,
+    SYS_pipe2, SYS_flock, SYS_close_range,
+    /* what would change the host for the user running the tests */
+    SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setresuid, SYS_setregid, SYS_setresgid,
+    SYS_setfsuid, SYS_setfsgid, SYS_setgroups, SYS_setsid, SYS_setpgid, SYS_mknodat,
+    SYS_fallocate, SYS_fchmod, SYS_fchmodat, SYS_fchownat, SYS_fchown, SYS_utimensat,
+    SYS_truncate, SYS_ftruncate, SYS_setrlimit, SYS_prlimit64, SYS_setpriority,
+    SYS_sched_setaffinity,
+    -1};
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 20000;
+    char *buf = mmap(0, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long calls = 0, errors = 0;
+    dup2(1, 200);                        /* the report survives a fuzzed close(1) */
+    for (long i = 0; i < n; i++) {
+        long nr = rnd() % 460;
+        int skip = 0;
+        for (int k = 0; deny[k] >= 0; k++) if (deny[k] == nr) skip = 1;
+        if (skip) continue;
+        for (int k = 0; k < 256; k++) { char c = 'a' + rnd() % 26; buf[k] = c; }
+        buf[rnd() % 64] = 0;
+        long a[6];
+        for (int k = 0; k < 6; k++) {
+            switch (rnd() % 8) {
+            case 0: a[k] = 0; break;
+            case 1: a[k] = -1; break;
+            case 2: a[k] = rnd() % 64; break;
+            case 3: a[k] = (long)(buf + rnd() % 4096); break;
+            case 4: a[k] = (long)rnd(); break;
+            case 5: a[k] = 0x10; break;
+            case 6: a[k] = (long)buf + (1 << 16) - 8; break;
+            default: a[k] = -(long)(rnd() % 4096); break;
+            }
+        }
+        long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        calls++; errors += r == -1;
+    }
+    dprintf(200, "survived %ld calls (%ld errors)\n", calls, errors);
+    return 0;
+}
+"""
+
+
+def test_system_calls_with_garbage_arguments_cannot_crash_hvemu(tmp_path):
+    proc = hvemu_run(compile_c(FUZZ), "30000", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("survived ")
+    assert "hvemu:" not in proc.stderr and "Traceback" not in proc.stderr

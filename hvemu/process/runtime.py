@@ -36,7 +36,16 @@ from .. import _core
 from . import abi, loader
 from .elf import EX_NOINPUT, ExecError, read_elf
 from .mm import BUS_ADRERR, SIGPAGE, AddressSpace, GuestFault, OutOfMemory
-from .signals import HostSignals, SigAction, SignalState, bit, build_frame, parse_frame, siginfo
+from .signals import (
+    FORWARDED,
+    HostSignals,
+    SigAction,
+    SignalState,
+    bit,
+    build_frame,
+    parse_frame,
+    siginfo,
+)
 
 MASK64 = (1 << 64) - 1
 # The core returns at least every QUANTUM instructions, so that a host signal reaches
@@ -122,7 +131,7 @@ class Process:
         self.host: HostSignals | None = None
         self.cloexec: set[int] = set()
         self.dirs: dict[int, object] = {}       # fd -> directory listing (getdents64)
-        self.fd_kind: dict[int, bool] = {}      # fd -> whether I/O on it may block
+        self.fd_kind: dict[int, int] = {}       # fd -> its host status flags, -1: a file
         self.argv: list[bytes] = []
         self.auxv: list[tuple[int, int]] = []
         self.saved_mask: int | None = None      # sigsuspend/ppoll: the mask to restore
@@ -245,7 +254,7 @@ class Process:
         for fd in sorted(self.cloexec):
             self.close_fd(fd)
         self.sig.exec_reset()
-        for s in range(1, 32):
+        for s in FORWARDED:
             self.route(s)
         self._vfork_release()
 
@@ -297,7 +306,7 @@ class Process:
     def _init_signals(self) -> None:
         self.host = HostSignals(self._host_signal, self.fd_limit)
         self.sig.set_blocked(_mask_of(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
-        for s in range(1, 32):
+        for s in FORWARDED:
             if s in (abi.SIGPIPE, abi.SIGXFSZ):   # Python ignores these itself
                 continue
             try:
@@ -305,7 +314,7 @@ class Process:
                     self.sig.actions[s].handler = abi.SIG_IGN
             except (OSError, ValueError):
                 pass
-        for s in range(1, 32):
+        for s in FORWARDED:
             self.route(s)
 
     def route(self, sig: int) -> None:

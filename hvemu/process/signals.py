@@ -145,9 +145,10 @@ def parse_frame(data: bytes) -> tuple[int, list[int], list[int], int, int, tuple
 # Signals that hvemu takes from the host for the guest.  The synchronous ones (SEGV, BUS,
 # ILL, FPE) are left alone: on the host they would be hvemu's own faults; the guest's
 # come from the core as exceptions, and a guest's kill(self, SIGSEGV) never leaves hvemu.
-FORWARDED = [s for s in range(1, 32)
-             if s not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGSEGV, abi.SIGBUS, abi.SIGILL,
-                          abi.SIGFPE)]
+# Real-time signals come too, those the host's libc leaves to programs (34-64 with glibc).
+FORWARDED = [s for s in sorted(int(x) for x in signal.valid_signals())
+             if s <= abi.NSIG and s not in (abi.SIGKILL, abi.SIGSTOP, abi.SIGSEGV,
+                                            abi.SIGBUS, abi.SIGILL, abi.SIGFPE)]
 
 
 def _pipe(floor: int, blocking_read: bool) -> tuple[int, int]:

@@ -37,28 +37,33 @@ def _at(p, dirfd: int, ptr: int):
 
 # ---- blocking ----
 
-def _may_block(p, fd: int) -> bool:
-    """Whether a read or write on fd can block (not for regular files, not when the
-    guest asked for O_NONBLOCK)."""
+def _may_block(p, fd: int, want: int) -> bool:
+    """Whether I/O on fd can block, so that it must be polled (with the signal pipe)
+    first: not for regular files, not when the guest asked for O_NONBLOCK, and not for
+    a direction the descriptor cannot go (os.read of a write-only end says EBADF).
+    want is os.O_RDONLY or os.O_WRONLY."""
     kind = p.fd_kind.get(fd)
     if kind is None:
         mode = os.fstat(fd).st_mode
         if stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
-            kind = False
+            kind = -1
         else:
-            kind = not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+            kind = fcntl.fcntl(fd, fcntl.F_GETFL)
         p.fd_kind[fd] = kind
-    return kind
+    if kind < 0 or kind & os.O_NONBLOCK:
+        return False
+    access = kind & os.O_ACCMODE
+    return access == os.O_RDWR or access == want
 
 
 def _read(p, fd: int, n: int) -> bytes:
-    if _may_block(p, fd):
+    if _may_block(p, fd, os.O_RDONLY):
         p.wait_for([(fd, select.POLLIN | select.POLLPRI)])
     return os.read(fd, min(n, READ_CHUNK))
 
 
 def _write(p, fd: int, bufs) -> int:
-    if _may_block(p, fd):
+    if _may_block(p, fd, os.O_WRONLY):
         p.wait_for([(fd, select.POLLOUT)])
     try:
         return os.writev(fd, bufs)
@@ -193,7 +198,7 @@ def sys_lseek(p, fd, offset, whence, *_):
 def sys_sendfile(p, out_fd, in_fd, offset_ptr, count, *_):
     out_fd, in_fd = p.check_fd(out_fd), p.check_fd(in_fd)
     count = min(count, READ_CHUNK)
-    if _may_block(p, out_fd):
+    if _may_block(p, out_fd, os.O_WRONLY):
         p.wait_for([(out_fd, select.POLLOUT)])
     try:
         if offset_ptr:
@@ -348,11 +353,8 @@ def sys_fcntl(p, fd, cmd, arg, *_):
         return 0
     if cmd in (abi.F_GETLK, abi.F_SETLK, abi.F_SETLKW):
         lock = p.mm.read(arg, 32)                 # struct flock: the same on x86-64
-        if cmd == abi.F_SETLKW and _may_block(p, fd) is not None:
-            out = fcntl.fcntl(fd, fcntl.F_SETLKW, lock)
-        else:
-            out = fcntl.fcntl(fd, {abi.F_GETLK: fcntl.F_GETLK,
-                                   abi.F_SETLK: fcntl.F_SETLK}.get(cmd, fcntl.F_SETLKW), lock)
+        out = fcntl.fcntl(fd, {abi.F_GETLK: fcntl.F_GETLK, abi.F_SETLK: fcntl.F_SETLK,
+                               abi.F_SETLKW: fcntl.F_SETLKW}[cmd], lock)
         if cmd == abi.F_GETLK:
             p.mm.write(arg, out)
         return 0
