@@ -129,6 +129,7 @@ class Parsed(click.ParamType):
 
 MEMORY = Parsed("size", parse_memory)
 COUNT = Parsed("count", lambda text: parse_count(text, "count"))
+PROCESS_MEMORY = Parsed("size", lambda text: parse_process_memory(text))
 SECONDS = Parsed("seconds", lambda text: parse_seconds(text, "number of seconds"))
 
 
@@ -292,9 +293,9 @@ def run_on_terminal(vm, terminal):
               help="print instructions, MIPS and system calls by name at the end")
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the same figures as JSON to this file")
-@click.option("--memory", default=None,
-              help="the most RAM the program may touch (suffixes K, M, G; default: 4G, or "
-                   "the host's RAM if less)")
+@click.option("--memory", type=PROCESS_MEMORY, default=None,
+              help="the most RAM the program may touch (suffixes K, M, G; a bare number is "
+                   "MiB; default: 4G, or the host's RAM if less)")
 @click.argument("prog")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, memory, prog,
@@ -314,24 +315,24 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, m
         env[k] = v
     for k in unset_env:
         env.pop(k, None)
-    try:
-        size = parse_size(memory) if memory is not None else default_process_memory()
-    except HvemuError as e:
-        raise HvemuError(f"--memory: {e}") from None
-    if size < 1 << 20:
-        raise HvemuError(f"--memory {memory}: give at least 1M")
+    size = memory if memory is not None else default_process_memory()
     if stats_json:
         try:                                  # refuse an unwritable path before the program runs
             open(stats_json, "a").close()
         except OSError as e:
-            raise HvemuError(f"--stats-json {stats_json}: cannot write ({e.strerror})") from None
+            raise CantCreateError(f"--stats-json {stats_json}: cannot write "
+                                  f"({e.strerror})") from None
 
     def report(fig) -> None:
         if stats:
             print_process_stats(fig)
         if stats_json:
-            with open(stats_json, "w") as f:
-                json.dump(fig.to_dict(), f, indent=2)
+            try:
+                with open(stats_json, "w") as f:
+                    json.dump(fig.to_dict(), f, indent=2)
+            except OSError as e:              # the exit status stays the program's
+                click.echo(f"hvemu: --stats-json {stats_json}: cannot write ({e.strerror}); "
+                           "the exit status is the program's", err=True)
 
     try:
         status = run_program(prog, list(args), sysroot=sysroot, env=env, strace=strace,
@@ -341,6 +342,14 @@ def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, m
         click.echo(f"hvemu: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(status)
+
+
+def parse_process_memory(text: str) -> int:
+    """`hvemu run --memory`: at least 1 MiB; a bare number is MiB, as for `boot -m`."""
+    size = parse_size(text, "memory size", bare="M")
+    if size < 1 << 20:
+        raise UsageError(f"memory size {text!r} is too small: give at least 1M")
+    return size
 
 
 def default_process_memory() -> int:
