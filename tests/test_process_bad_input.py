@@ -1,6 +1,7 @@
 """`hvemu run` refuses what it cannot run with one `hvemu: ...` line and a documented
-exit status (65: not a RISC-V 64 Linux executable; 66: a missing program, interpreter
-or sysroot) -- never a traceback; a program that crashes ends like a crashed process."""
+exit status (64: a bad command line; 65: not a RISC-V 64 Linux executable; 66: a missing
+program, interpreter or sysroot) -- never a traceback; a program that crashes ends like
+a crashed process."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 from conftest import require_tool
 from processkit import SYSROOT, compile_c, hvemu_run
 
-EX_DATAERR, EX_NOINPUT = 65, 66
+EX_USAGE, EX_DATAERR, EX_NOINPUT = 64, 65, 66
 HELLO = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }'
 
 
@@ -125,7 +126,7 @@ def test_bad_options(tmp_path):
                            (("--memory", "lots"), ("--memory", "lots")),
                            (("--memory", "4K"), ("--memory", "at least"))):
         proc = hvemu_run(prog, options=options)
-        assert proc.returncode != 0 and proc.stdout == ""
+        assert proc.returncode == EX_USAGE and proc.stdout == "", proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("hvemu: "), proc.stderr
         for w in words:
