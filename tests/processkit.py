@@ -36,24 +36,61 @@ def unavailable(message: str):
 
 
 def compile_c(source: str, static: bool = True, flags: tuple[str, ...] = ("-O2",),
-              name: str = "prog") -> Path:
-    """An executable built from C source for riscv64 Linux (glibc, lp64d)."""
+              name: str = "prog", libc: str = "glibc") -> Path:
+    """An executable built from C source for riscv64 Linux (lp64d): with glibc, static or
+    dynamic; with libc="musl", static against Debian's riscv64 musl-dev."""
     cc = require_tool(CC, CROSS_PACKAGES)
     if not Path(SYSROOT, "lib", "libc.so.6").exists():
         unavailable(f"{SYSROOT}/lib/libc.so.6 not found (install {CROSS_PACKAGES})")
-    key = hashlib.sha256(repr((source, static, flags)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((source, static, flags, libc)).encode()).hexdigest()[:16]
     out = CACHE / f"{name}-{key}"
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         src = CACHE / f"{name}-{key}.c"
         src.write_text(source)
         tmp = out.with_suffix(".tmp")
-        cmd = [cc, *flags, *(["-static"] if static else []), "-o", str(tmp), str(src)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode:
-            raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        if libc == "musl":
+            cmds = _musl_commands(cc, src, tmp, flags)
+        else:
+            cmds = [[cc, *flags, *(["-static"] if static else []), "-o", str(tmp), str(src)]]
+        for cmd in cmds:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if proc.returncode:
+                raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
         tmp.rename(out)
     return out
+
+
+def musl() -> Path:
+    """Debian's riscv64 musl-dev (headers, crt*.o, libc.a), with the objects' debug
+    sections stripped: trixie's carry relocations bookworm's cross ld 2.40 crashes on."""
+    from linuxkit import debian_package
+    root = debian_package("musl-dev")
+    lib = root / "usr" / "lib" / "riscv64-linux-musl"
+    done = CACHE / "musl" / root.name
+    if not (done / "libc.a").exists():
+        objcopy = require_tool("riscv64-linux-gnu-objcopy", "binutils-riscv64-linux-gnu")
+        tmp = done.with_suffix(".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for f in ("crt1.o", "crti.o", "crtn.o", "libc.a"):
+            subprocess.run([objcopy, "--strip-debug", str(lib / f), str(tmp / f)], check=True,
+                           timeout=300)
+        (tmp / "include").symlink_to(root / "usr" / "include" / "riscv64-linux-musl")
+        tmp.rename(done)
+    return done
+
+
+def _musl_commands(cc: str, src: Path, out: Path, flags) -> list[list[str]]:
+    m = musl()
+    gcc_include = subprocess.run([cc, "-print-file-name=include"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+    libgcc = subprocess.run([cc, "-print-libgcc-file-name"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    obj = out.with_suffix(".o")
+    return [[cc, *flags, "-nostdinc", "-isystem", str(m / "include"), "-isystem", gcc_include,
+             "-c", "-o", str(obj), str(src)],
+            [cc, "-static", "-nostdlib", "-o", str(out), str(m / "crt1.o"), str(m / "crti.o"),
+             str(obj), str(m / "libc.a"), libgcc, str(m / "crtn.o")]]
 
 
 def hvemu_run(prog, *args, options: tuple[str, ...] = (), cwd=None, env=None,

@@ -1,5 +1,6 @@
-"""Side by side with Debian's qemu-riscv64 (package qemu-user): the same binaries, static
-and dynamic, give the same output and exit status on hvemu as on QEMU."""
+"""Side by side with Debian's qemu-riscv64 (package qemu-user): the same binaries (glibc
+static and dynamic, musl static) give the same output and exit status on hvemu as on
+QEMU."""
 from __future__ import annotations
 
 import hashlib
@@ -36,10 +37,11 @@ def both(prog, *args, sysroot=None, cwd_factory=None, **kw):
     return h, q
 
 
-@pytest.mark.parametrize("linkage", ["static", "dynamic"])
+@pytest.mark.parametrize("linkage", programs.LINKAGES)
 @pytest.mark.parametrize("name", sorted(SAME_ON_BOTH))
 def test_c_programs_print_the_same_on_hvemu_and_qemu(name, linkage, tmp_path_factory):
-    prog = compile_c(SAME_ON_BOTH[name], static=linkage == "static")
+    prog = compile_c(SAME_ON_BOTH[name], static=linkage != "dynamic",
+                     libc="musl" if linkage == "musl" else "glibc")
     h, q = both(prog, "x", "y", sysroot=SYSROOT if linkage == "dynamic" else None,
                 cwd_factory=lambda: tmp_path_factory.mktemp(name))
     assert h.stdout == q.stdout
