@@ -34,9 +34,22 @@ Design decisions:
 * fork is a host fork of the whole hvemu process; wait4 and kill are the host's, with
   host pids.  Threads (clone with CLONE_VM) fail with ENOSYS and a one-line warning.
 * Host signals are queued and delivered at the guest's next exit; a thread watching
-  Python's wake-up fd kicks the core out of a compute loop.
+  Python's wake-up fd kicks the core out of a compute loop, and the core returns at
+  least every 2^24 instructions anyway (a kick takes effect only at a page change).
+  Blocking calls poll together with a pipe the signal handler writes, so a signal
+  interrupts them (EINTR, or a restart with SA_RESTART).
 * The exit status is the program's; a program killed by signal n ends hvemu with
   128 + n (a forked child dies of the signal itself, so the guest parent sees it).
+* Guest descriptors are host descriptors, below the RLIMIT_NOFILE the guest is told;
+  hvemu's own live above it, out of the guest's reach.  close-on-exec is kept by the
+  runtime, since execve happens in place.
+* execve of anything but a RISC-V 64 ELF (or a #! script) is ENOEXEC, as a riscv64
+  kernel would say; host programs are not run natively (QEMU does run them).
+* File mappings are private copies read page by page (a page wholly past EOF is
+  SIGBUS); a shared writable file mapping is refused (ENODEV, with a warning).
+* The user-level CSRs are emulated: cycle/time/instret natively (time counts
+  instructions), fflags/frm/fcsr on an exit handled by a closure made once per
+  instruction word (glibc's strtod reads frm every call).
 """
 from __future__ import annotations
 
