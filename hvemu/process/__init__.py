@@ -74,8 +74,8 @@ def run_program(prog: str, args: list[str], *, sysroot: str | None = None,
     stats_dir = tempfile.mkdtemp(prefix="hvemu-stats-") if stats else None
     opts.stats_dir = stats_dir
     me = os.getpid()
+    proc = Process(opts)
     try:
-        proc = Process(opts)
         path = resolve_program(prog)
         proc.start(path, [argv0 if argv0 is not None else prog, *args],
                    [f"{k}={v}" for k, v in environment.items()])
@@ -84,8 +84,11 @@ def run_program(prog: str, args: list[str], *, sysroot: str | None = None,
             report(_gather(proc.figures(), stats_dir))
         return status
     finally:
-        if stats_dir and os.getpid() == me:      # not in a forked child
-            shutil.rmtree(stats_dir, ignore_errors=True)
+        if os.getpid() == me:                    # not in a forked child
+            if proc.host is not None:
+                proc.host.close()
+            if stats_dir:
+                shutil.rmtree(stats_dir, ignore_errors=True)
 
 
 def resolve_program(prog: str) -> str:

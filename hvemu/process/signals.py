@@ -201,6 +201,26 @@ class HostSignals:
                 pass
         self._open()
 
+    def close(self) -> None:
+        """Give the host's signals back to Python (run_program returning in-process):
+        the default handlers, no wake-up fd, the kick thread gone."""
+        signal.set_wakeup_fd(-1)
+        for sig in FORWARDED:
+            try:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else
+                              signal.SIG_IGN if sig in (signal.SIGPIPE, signal.SIGXFSZ)
+                              else signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        self.vcpu = None
+        os.close(self.wake_w)                 # the kick thread reads EOF and ends
+        self.thread.join(timeout=5)
+        for fd in (self.wake_r, self.notify_fd, self.notify_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _kicker(self) -> None:
         wake_r, notify_w = self.wake_r, self.notify_w
         while True:
