@@ -834,6 +834,17 @@ int main(void) { int fd = open("in.txt", O_RDONLY); char b[8]; int n = read(fd, 
     assert any(line.startswith(f"{pid} read(3,") and line.endswith(" = 5") for line in lines)
 
 
+def test_strace_shows_signals_as_they_are_delivered():
+    src = r"""
+#include <signal.h>
+static void h(int s) {}
+int main(void) { signal(SIGUSR1, h); raise(SIGUSR1); return 0; }"""
+    out = run_c(src, options=("--strace",))
+    assert any(line.split(" ", 1)[1].startswith("--- SIGUSR1 {si_signo=SIGUSR1") and
+               "handler 0x" in line for line in out.stderr.splitlines()), out.stderr
+    assert any(" rt_sigreturn() = " in line for line in out.stderr.splitlines())
+
+
 def test_stats_shows_instructions_mips_and_system_calls_by_name():
     out = run_c("#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }",
                 options=("--stats",))

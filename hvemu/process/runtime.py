@@ -366,6 +366,12 @@ class Process:
     def deliver(self, sig: int, info: bytes) -> None:
         act = self.sig.actions[sig]
         h = act.handler
+        if self.opts.strace:
+            code, = struct.unpack_from("<i", info, 8)
+            what = ("ignored" if h == abi.SIG_IGN else "default action" if h == abi.SIG_DFL
+                    else f"handler {h:#x}")
+            self.trace_line(f"--- {abi.signal_name(sig)} {{si_signo={abi.signal_name(sig)}, "
+                            f"si_code={code}}} ({what}) ---")
         if h == abi.SIG_IGN:
             return
         if h == abi.SIG_DFL:
@@ -717,6 +723,13 @@ class Process:
                                "signals": f.signals, "execs": f.execs}, out)
             except OSError:
                 pass
+
+    def trace_line(self, text: str) -> None:
+        """A --strace line of this process."""
+        try:
+            os.write(2, f"{self.pid} {text}\n".encode(errors="replace"))
+        except OSError:
+            pass
 
     def say(self, text: str) -> None:
         """One line on stderr, `hvemu: ...` (hvemu's own voice, not the guest's)."""
