@@ -25,9 +25,10 @@ Design decisions:
   there is no privileged layer and no kernel in the guest.  The guest reaches only its
   own address space: every pointer a system call gets is translated and checked page by
   page (EFAULT), never used as a host address.
-* Guest "physical" memory is one lazily zeroed numpy array (`--memory`, default 4 GiB):
-  host memory is spent only on touched pages, and it bounds what a guest can make hvemu
-  allocate (beyond it the process is killed, as by the OOM killer).
+* Guest "physical" memory is one GuestMemory whose pages get host frames on first touch
+  (`--memory`, default 4 GiB, also the frame pool's limit): host memory is spent only on
+  touched pages, it bounds what a guest can make hvemu allocate (beyond it the process
+  is killed, as by the OOM killer), and execve gives every frame back.
 * Paths go to the host file system as they are; with a sysroot (`-L`, QEMU_LD_PREFIX)
   an absolute path that exists under it is taken from there first, as QEMU does, so the
   dynamic loader and the libraries it opens come from the sysroot.

@@ -1,9 +1,10 @@
 """The guest process's address space: its own Sv39 page tables over a private RAM.
 
-The process's "physical" memory is one `GuestMemory` (a numpy array zeroed lazily by the
-host, so it costs host memory only where touched).  Its size, `--memory`, is the hard
-bound on what a guest can make hvemu allocate: frames come from it one page at a time,
-and when it is used up the process is killed as the kernel's OOM killer would.
+The process's "physical" memory is one `GuestMemory`: its pages get host frames from a
+frame pool on first touch, so it costs the host memory only where touched.  Its size,
+`--memory`, is the hard bound on what a guest can make hvemu allocate: the runtime hands
+its pages out one at a time (and caps the pool at the same size), and when they are
+used up the process is killed as the kernel's OOM killer would.
 
 The runtime keeps three things in step:
 
@@ -20,7 +21,7 @@ The runtime keeps three things in step:
 Pages are made present on demand: a page fault exits to the runtime, which maps the
 page if a VMA allows the access (zeroed, or read from the file) and resumes the guest,
 or else delivers SIGSEGV.  System-call buffers are translated page by page with the
-same rules (`read`, `write`, `views`, `read_cstr`); a page that cannot be reached is
+same rules (`read`, `write`, `pieces`, `read_cstr`); a page that cannot be reached is
 EFAULT.  Guest addresses never become host addresses: a frame is an offset into RAM.
 """
 from __future__ import annotations
@@ -28,8 +29,6 @@ from __future__ import annotations
 import bisect
 import errno
 import os
-
-import numpy as np
 
 from .. import _core
 from .abi import (
@@ -151,15 +150,13 @@ class AddressSpace:
         """A new, empty address space over `memory_size` bytes of frames: a fresh
         GuestMemory, or `memory` (already wiped, see `wipe`) reused by execve."""
         if memory is None:
-            _no_huge_pages()
             try:
-                memory = _core.GuestMemory(RAM_BASE, memory_size)
+                memory = _core.GuestMemory(RAM_BASE, memory_size,
+                                           pool=_core.FramePool(memory_size))
             except MemoryError:
                 raise OutOfMemory(f"the host refused {memory_size >> 20} MiB of guest "
                                   "memory (give less with --memory)") from None
         self.memory = memory
-        self.ram = self.memory.ram
-        self.ram64 = self.ram.view(np.uint64)
         self.nframes = memory_size >> PAGE_SHIFT
         self.next_frame = 0
         self.free_frames: list[int] = []
@@ -177,13 +174,12 @@ class AddressSpace:
         self._last_retry = None
 
     def wipe(self) -> None:
-        """Give every frame back, zeroed, for the next program (execve): the decoded code
-        is dropped and the host pages are released (madvise MADV_DONTNEED), so a wiped
-        RAM costs the host nothing again.  The address space is unusable afterwards."""
-        used = self.next_frame << PAGE_SHIFT
-        self.memory.drop_code()
+        """Give every frame back for the next program (execve): the decoded code is
+        dropped and the host frames go back to the pool, so a wiped RAM costs the host
+        nothing again.  The address space is unusable afterwards (and the vCPU that ran
+        in it must not run again: its shadow TLB points at the old frames)."""
+        self.memory.clear()
         self.files.clear()
-        _release(self.ram, used)
         self.pages.clear()
         self.vmas.clear()
         self.starts.clear()
@@ -205,25 +201,23 @@ class AddressSpace:
         self.next_frame += 1
         return pa
 
+    def _pte(self, table: int, index: int, pte: int) -> None:
+        self.memory.write(table + 8 * index, pte.to_bytes(8, "little"))
+
     def _l0(self, vpn: int) -> int:
-        """Word index (in ram64) of the L0 page table covering vpn, made when missing."""
+        """Guest-physical address of the L0 page table covering vpn, made when missing."""
         t = self.l0.get(vpn >> 9)
         if t is None:
             l1 = self.l1.get(vpn >> 18)
             if l1 is None:
-                pa = self._alloc_frame()
-                l1 = (pa - RAM_BASE) >> 3
-                self.l1[vpn >> 18] = l1
-                self.ram64[((self.root - RAM_BASE) >> 3) + ((vpn >> 18) & 511)] = \
-                    ((pa >> 12) << 10) | _V
-            pa = self._alloc_frame()
-            t = (pa - RAM_BASE) >> 3
-            self.l0[vpn >> 9] = t
-            self.ram64[l1 + ((vpn >> 9) & 511)] = ((pa >> 12) << 10) | _V
+                l1 = self.l1[vpn >> 18] = self._alloc_frame()
+                self._pte(self.root, (vpn >> 18) & 511, ((l1 >> 12) << 10) | _V)
+            t = self.l0[vpn >> 9] = self._alloc_frame()
+            self._pte(l1, (vpn >> 9) & 511, ((t >> 12) << 10) | _V)
         return t
 
     def _set_pte(self, vpn: int, pa: int, prot: int) -> None:
-        self.ram64[self._l0(vpn) + (vpn & 511)] = ((pa >> 12) << 10) | _PTE_PROT[prot & 7]
+        self._pte(self._l0(vpn), vpn & 511, ((pa >> 12) << 10) | _PTE_PROT[prot & 7])
 
     def _map(self, vpn: int, pa: int, prot: int) -> None:
         self._set_pte(vpn, pa, prot)
@@ -231,7 +225,7 @@ class AddressSpace:
 
     def _unmap(self, vpn: int) -> None:
         e = self.pages.pop(vpn)
-        self.ram64[self.l0[vpn >> 9] + (vpn & 511)] = 0
+        self._pte(self.l0[vpn >> 9], vpn & 511, 0)
         self.free_frames.append(e & ~0xFFF)
 
     def _flush(self, start: int, end: int) -> None:
@@ -418,14 +412,13 @@ class AddressSpace:
 
     def read(self, va: int, n: int) -> bytes:
         if n <= PAGE - (va & 0xFFF) and 0 <= va < TASK_SIZE:      # within one page
-            off = self._page(va >> PAGE_SHIFT, False) - RAM_BASE + (va & 0xFFF)
-            return self.ram[off:off + n].tobytes()
-        return b"".join(self.ram[pa - RAM_BASE:pa - RAM_BASE + k].tobytes()
-                        for pa, k in self.chunks(va, n))
+            return self.memory.read(self._page(va >> PAGE_SHIFT, False) + (va & 0xFFF), n)
+        return b"".join(self.pieces(va, n))
 
-    def views(self, va: int, n: int) -> list:
-        """[va, va+n) as numpy views of RAM, for a host write without a copy."""
-        return [self.ram[pa - RAM_BASE:pa - RAM_BASE + k] for pa, k in self.chunks(va, n)]
+    def pieces(self, va: int, n: int) -> list[bytes]:
+        """[va, va+n) as the bytes of its physically contiguous runs (for writev)."""
+        read = self.memory.read
+        return [read(pa, k) for pa, k in self.chunks(va, n)]
 
     def write(self, va: int, data) -> None:
         n = len(data)
@@ -454,9 +447,8 @@ class AddressSpace:
         while True:
             if va < 0 or va >= TASK_SIZE:
                 raise GuestFault(va)
-            off = self._page(va >> PAGE_SHIFT, False) - RAM_BASE + (va & 0xFFF)
             k = PAGE - (va & 0xFFF)
-            piece = self.ram[off:off + k].tobytes()
+            piece = self.memory.read(self._page(va >> PAGE_SHIFT, False) + (va & 0xFFF), k)
             nul = piece.find(b"\0")
             if nul >= 0:
                 out += piece[:nul]
@@ -588,7 +580,7 @@ class AddressSpace:
                  if (vpn << PAGE_SHIFT) < old + new_len]
         for vpn, _ in moved:                  # take the frames away from the old range
             del self.pages[vpn]
-            self.ram64[self.l0[vpn >> 9] + (vpn & 511)] = 0
+            self._pte(self.l0[vpn >> 9], vpn & 511, 0)
         self._remove(old, old + old_len)
         piece = Vma(new, new + new_len, template.prot, template.flags, template.file,
                     template.offset, template.file_end + delta if template.file else 0,
@@ -640,33 +632,3 @@ def _allows(prot: int, need: int) -> bool:
     if need == PROT_READ:
         return bool(prot & 7)
     return bool(prot & need)
-
-
-def _release(ram, used: int) -> None:
-    """Zero ram[:used], handing whole host pages back to the host."""
-    import ctypes
-    base = ram.ctypes.data
-    start = (base + 4095) & ~4095
-    end = (base + used) & ~4095
-    if end - start < 1 << 20:
-        ram[:used] = 0
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    if libc.madvise(start, end - start, 4) != 0:        # MADV_DONTNEED
-        ram[:used] = 0
-        return
-    ram[:start - base] = 0
-    ram[end - base:used] = 0
-
-
-def _no_huge_pages() -> None:
-    """Ask numpy not to back the process's RAM with transparent huge pages: a touched
-    page should cost the host one page, and fork's copy-on-write copy one page."""
-    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            m = __import__(mod, fromlist=["_set_madvise_hugepage"])
-            m._set_madvise_hugepage(False)
-            return
-        except (ImportError, AttributeError):
-            continue

@@ -52,6 +52,7 @@ MASK64 = (1 << 64) - 1
 # a program spinning inside one page (the kick stops the core only at a page change).
 QUANTUM = 1 << 24
 ECALL, EBREAK = 0x00000073, 0x00100073
+NOMEM = getattr(_core, "NOMEM", -1)         # EXIT_NOMEM: a first touch found no frame
 MAX_SHEBANG_DEPTH = 4
 FP = hasattr(_core.VCpu, "get_f")          # the core has the F and D extensions
 HWCAP = abi.hwcap("imafdc" if FP else "imac")
@@ -588,6 +589,8 @@ class Process:
                         h()
                     elif r == _core.BUDGET:
                         vcpu.stop_at = vcpu.instret + QUANTUM
+                    elif r == NOMEM:            # the frame pool (--memory) is empty
+                        raise OutOfMemory()
                     else:                      # MMIO: nothing the guest maps is a device
                         self.force_signal(abi.SIGBUS, siginfo(abi.SIGBUS, 2,
                                                               addr=vcpu.exit_tval))

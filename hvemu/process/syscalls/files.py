@@ -21,7 +21,8 @@ from ..runtime import KEEP, abi_int
 from . import fd_path, syscall
 
 RW_MAX = 0x7FFF_F000            # Linux's MAX_RW_COUNT
-READ_CHUNK = 16 << 20           # at most this much host memory per read
+READ_CHUNK = 16 << 20           # at most this much host memory per read ...
+WRITE_CHUNK = 16 << 20          # ... and per write (a longer one is a short write)
 IOV_MAX = 1024
 IOVEC = struct.Struct("<QQ")
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
@@ -109,7 +110,7 @@ def sys_write(p, fd, buf, count, *_):
     fd = p.check_fd(fd)
     if count == 0:
         return 0
-    return _write(p, fd, p.mm.views(buf, min(count, RW_MAX)))
+    return _write(p, fd, p.mm.pieces(buf, min(count, WRITE_CHUNK)))
 
 
 @syscall("readv", "i p i")
@@ -127,9 +128,13 @@ def sys_readv(p, fd, iov, iovcnt, *_):
 @syscall("writev", "i p i")
 def sys_writev(p, fd, iov, iovcnt, *_):
     fd = p.check_fd(fd)
-    bufs = []
+    bufs, total = [], 0
     for base, n in _iovecs(p, iov, iovcnt):
-        bufs += p.mm.views(base, n)
+        n = min(n, WRITE_CHUNK - total)
+        bufs += p.mm.pieces(base, n)
+        total += n
+        if total >= WRITE_CHUNK:
+            break
     if not bufs:
         return 0
     return _write(p, fd, bufs)
@@ -146,7 +151,7 @@ def sys_pread64(p, fd, buf, count, offset, *_):
 @syscall("pwrite64", "i p u d")
 def sys_pwrite64(p, fd, buf, count, offset, *_):
     fd = p.check_fd(fd)
-    data = p.mm.read(buf, min(count, RW_MAX))
+    data = p.mm.read(buf, min(count, WRITE_CHUNK))
     try:
         return os.pwrite(fd, data, _off(offset))
     except BrokenPipeError:
