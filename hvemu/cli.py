@@ -547,9 +547,9 @@ def bench_process(console, argv: list[str], sysroot, repeat: int, qemu: bool) ->
     t.add_row(*row)
     console.print(t)
     if use_qemu:
-        console.print("hvemu's time is from loading the program to its exit (Python's own "
-                      "start-up left out); QEMU's is its wall time less its start-up (a "
-                      "program that exits at once); both count hvemu's instructions.")
+        console.print("Times are CPU seconds (user + sys, steady on a shared machine) less "
+                      "the start-up of a program that exits at once (Python's, for hvemu); "
+                      "MIPS count hvemu's instructions for both.")
     elif qemu:
         console.print("qemu-riscv64 is not installed (package qemu-user): hvemu figures only.")
 
