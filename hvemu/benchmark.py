@@ -136,6 +136,96 @@ def run_qemu(image: str, repeat: int = 3, memory: str = "128M") -> float:
     return max(_qemu_wall(images.resolve(image), repeat, memory) - startup, 1e-6)
 
 
+# ---------------------------------------------------------------------------
+# process VMs: `hvemu run` next to qemu-riscv64
+# ---------------------------------------------------------------------------
+
+QEMU_USER = "qemu-riscv64"
+
+
+def qemu_user_available() -> bool:
+    return shutil.which(QEMU_USER) is not None
+
+
+def null_program() -> bytes:
+    """A static riscv64 Linux ELF that exits at once (exit(0)): start-up cost only."""
+    import struct
+    code = struct.pack("<3I", 0x05D00893, 0x00000513, 0x00000073)   # li a7,93; li a0,0; ecall
+    base, start = 0x10000, 64 + 56
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 243, 1,
+                       base + start, 64, 0, 4, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, start + len(code), start + len(code),
+                       0x1000)
+    return ehdr + phdr + code
+
+
+@dataclass
+class ProcessMeasurement:
+    program: str
+    instructions: int
+    seconds: float              # CPU time (user + sys), less the start-up of a null program
+    syscalls: int
+    wall: float                 # inside hvemu: loading and running, without Python's start-up
+
+    @property
+    def mips(self) -> float:
+        return self.instructions / self.seconds / 1e6
+
+
+def _child_times(cmd: list[str], env=None) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the child and what it waited for, exit status)."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env=env)
+    _pid, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t, ru.ru_utime + ru.ru_stime, p.returncode
+
+
+def _null_file(tmp: str) -> str:
+    null = Path(tmp) / "null"
+    null.write_bytes(null_program())
+    null.chmod(0o755)
+    return str(null)
+
+
+def run_process_hvemu(prog: str, args: list[str], repeat: int = 3,
+                      sysroot: str | None = None) -> ProcessMeasurement:
+    """`hvemu run` of a program, `repeat` times in fresh processes; the fastest run by CPU
+    time (user + sys: steady on a shared machine), less what `hvemu run` of a program
+    that exits at once costs (Python's start-up, the imports)."""
+    import sys
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    best = None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stats.json"
+        base = [sys.executable, "-m", "hvemu.cli", "run", "--stats-json", str(out),
+                *(["-L", sysroot] if sysroot else [])]
+        startup = min(_child_times([*base, _null_file(tmp)], env)[1] for _ in range(repeat))
+        for _ in range(repeat):
+            out.unlink(missing_ok=True)
+            _wall, cpu, code = _child_times([*base, prog, *args], env)
+            if not out.exists() or code > 125 or code < 0:
+                raise HvemuError(f"{prog}: hvemu run failed (exit status {code})")
+            d = json.loads(out.read_text())
+            m = ProcessMeasurement(prog, d["instructions"], max(cpu - startup, 1e-6),
+                                   d["syscalls_total"], d["seconds"])
+            if best is None or m.seconds < best.seconds:
+                best = m
+    return best
+
+
+def run_process_qemu(prog: str, args: list[str], repeat: int = 3,
+                     sysroot: str | None = None) -> float:
+    """CPU seconds (user + sys) qemu-riscv64 takes to run the program, less its start-up
+    (a program that exits at once), best of `repeat`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        startup = min(_child_times([QEMU_USER, _null_file(tmp)])[1] for _ in range(repeat))
+    prefix = [QEMU_USER, *(["-L", sysroot] if sysroot else [])]
+    cpu = min(_child_times([*prefix, prog, *args])[1] for _ in range(repeat))
+    return max(cpu - startup, 1e-6)
+
+
 def calibrated(value: float, kind: str) -> float:
     """A speed divided by the calibration loop of its kind ("native" or "python"),
     measured now, in this process."""

@@ -1,6 +1,7 @@
 """The `hvemu` command.
 
     hvemu boot [IMAGE]      boot a guest (default: the bundled `hello`)
+    hvemu run PROG [ARGS]   run a RISC-V 64 Linux program (a process VM, like qemu-riscv64)
     hvemu images            list the bundled guest images
     hvemu disk create|info  make and inspect raw disk images
     hvemu bench             time guests; the CI perf gate
@@ -30,6 +31,11 @@ like a guest's exit code 1 or 2):
 
 A --stats-json file that cannot be written at the end is reported on stderr, and
 the exit status stays the guest's.  `hvemu bench --gate` exits 1 when a figure fails.
+
+`hvemu run` ends with the program's own exit status, 128 + n when signal n killed it;
+when it refuses the program, with the codes above: 65 for a file that is not a RISC-V 64
+Linux executable, 66 for a missing program, interpreter or sysroot, 71 when the host
+refuses the --memory asked for.
 """
 from __future__ import annotations
 
@@ -123,6 +129,7 @@ class Parsed(click.ParamType):
 
 MEMORY = Parsed("size", parse_memory)
 COUNT = Parsed("count", lambda text: parse_count(text, "count"))
+PROCESS_MEMORY = Parsed("size", lambda text: parse_process_memory(text))
 SECONDS = Parsed("seconds", lambda text: parse_seconds(text, "number of seconds"))
 
 
@@ -269,6 +276,114 @@ def run_on_terminal(vm, terminal):
         signal.signal(signal.SIGTERM, old)
 
 
+@cli.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("-L", "--sysroot", envvar="QEMU_LD_PREFIX", default=None, metavar="SYSROOT",
+              help="where the dynamic loader (PT_INTERP) and the libraries it opens are "
+                   "found: absolute paths that exist under SYSROOT are taken from there "
+                   "(QEMU's -L; also QEMU_LD_PREFIX)")
+@click.option("-E", "set_env", multiple=True, metavar="VAR=VALUE",
+              help="set VAR in the program's environment (repeatable)")
+@click.option("-U", "unset_env", multiple=True, metavar="VAR",
+              help="remove VAR from the program's environment (repeatable)")
+@click.option("-0", "argv0", default=None, metavar="ARGV0",
+              help="the program's argv[0] (default: PROG as given)")
+@click.option("--strace", "-strace", "strace", is_flag=True,
+              help="print one line per system call to stderr: name, arguments, result")
+@click.option("--stats", is_flag=True,
+              help="print instructions, MIPS and system calls by name at the end")
+@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write the same figures as JSON to this file")
+@click.option("--memory", type=PROCESS_MEMORY, default=None,
+              help="the most RAM the program may touch (suffixes K, M, G; a bare number is "
+                   "MiB; default: 4G, or the host's RAM if less)")
+@click.argument("prog")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_command(sysroot, set_env, unset_env, argv0, strace, stats, stats_json, memory, prog,
+                args) -> None:
+    """Run PROG, a RISC-V 64 Linux executable, with ARGS, as a process on this host.
+
+    Everything after PROG belongs to the program.  Its stdin, stdout, stderr, working
+    directory, environment and exit status are its own."""
+    env = dict(os.environ)                  # the program's environment, before hvemu's own
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")     # no idle BLAS threads in hvemu
+    from .process import ExecError, run_program
+
+    for item in set_env:
+        if "=" not in item or item.startswith("="):
+            raise click.BadParameter(f"{item!r}: give VAR=VALUE", param_hint="-E")
+        k, v = item.split("=", 1)
+        env[k] = v
+    for k in unset_env:
+        env.pop(k, None)
+    size = memory if memory is not None else default_process_memory()
+    if stats_json:
+        try:                                  # refuse an unwritable path before the program runs
+            open(stats_json, "a").close()
+        except OSError as e:
+            raise CantCreateError(f"--stats-json {stats_json}: cannot write "
+                                  f"({e.strerror})") from None
+
+    def report(fig) -> None:
+        if stats:
+            print_process_stats(fig)
+        if stats_json:
+            try:
+                with open(stats_json, "w") as f:
+                    json.dump(fig.to_dict(), f, indent=2)
+            except OSError as e:              # the exit status stays the program's
+                click.echo(f"hvemu: --stats-json {stats_json}: cannot write ({e.strerror}); "
+                           "the exit status is the program's", err=True)
+
+    try:
+        status = run_program(prog, list(args), sysroot=sysroot, env=env, strace=strace,
+                             stats=bool(stats or stats_json), memory=size, argv0=argv0,
+                             report=report)
+    except ExecError as e:
+        click.echo(f"hvemu: {e}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(status)
+
+
+def parse_process_memory(text: str) -> int:
+    """`hvemu run --memory`: at least 1 MiB; a bare number is MiB, as for `boot -m`."""
+    size = parse_size(text, "memory size", bare="M")
+    if size < 1 << 20:
+        raise UsageError(f"memory size {text!r} is too small: give at least 1M")
+    return size
+
+
+def default_process_memory() -> int:
+    """4 GiB, or the host's RAM when it has less."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = 4 << 30
+    return min(4 << 30, ram) & ~0xFFFFF
+
+
+def print_process_stats(fig) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .process.abi import SYSCALL_NAMES
+
+    t = Table(title="hvemu run statistics", show_header=True)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("instructions", f"{fig.instructions:,}")
+    t.add_row("seconds", f"{fig.seconds:.3f}")
+    t.add_row("MIPS", f"{fig.instructions / fig.seconds / 1e6 if fig.seconds else 0:.1f}")
+    t.add_row("seconds in the core", f"{fig.core_seconds:.3f}")
+    t.add_row("processes", f"{fig.processes:,}")
+    t.add_row("execve", f"{fig.execs:,}")
+    t.add_row("page faults (demand paging)", f"{fig.faults:,}")
+    t.add_row("signals delivered", f"{fig.signals:,}")
+    t.add_row("system calls", f"{sum(fig.syscalls.values()):,}")
+    for nr, n in sorted(fig.syscalls.items(), key=lambda kv: (-kv[1], kv[0])):
+        t.add_row(f"syscall: {SYSCALL_NAMES.get(nr, nr)}", f"{n:,}")
+    Console(stderr=True, width=max(80, Console(stderr=True).width)).print(t)
+
+
 @cli.group("disk")
 def disk_group() -> None:
     """Make and inspect raw disk images."""
@@ -330,8 +445,14 @@ def list_images() -> None:
         click.echo(f"{name:<{width}}  {desc}")
 
 
-@cli.command("bench")
-@click.argument("images_", metavar="[IMAGE]...", nargs=-1)
+@cli.command("bench", context_settings={"ignore_unknown_options": True})
+@click.argument("images_", metavar="[IMAGE]... | --run PROG [ARGS]...", nargs=-1,
+                type=click.UNPROCESSED)
+@click.option("--run", "run_prog", is_flag=True,
+              help="time a RISC-V Linux program (PROG ARGS...) under `hvemu run` next to "
+                   "qemu-riscv64; give bench's own options before --run")
+@click.option("-L", "--sysroot", default=None, metavar="SYSROOT",
+              help="with --run: the sysroot of a dynamically linked PROG")
 @click.option("--repeat", type=COUNT, default=3, show_default=True,
               help="runs per figure; the best counts")
 @click.option("--qemu/--no-qemu", default=True, show_default=True,
@@ -340,7 +461,8 @@ def list_images() -> None:
 @click.option("--update-baseline", is_flag=True, help="measure and write a new baseline")
 @click.option("--baseline", type=click.Path(dir_okay=False), default="bench/baseline.json",
               show_default=True, help="the perf gate's baseline file")
-def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> None:
+def bench_command(images_, run_prog, sysroot, repeat, qemu, gate, update_baseline,
+                  baseline) -> None:
     """Time guests on hvemu (and QEMU), or run the CI perf gate."""
     from pathlib import Path
 
@@ -350,6 +472,14 @@ def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> Non
     from . import benchmark
 
     console = Console(width=max(120, Console().width))
+    if run_prog:
+        if not images_:
+            raise click.UsageError("--run needs a program: hvemu bench --run PROG [ARGS]...")
+        bench_process(console, list(images_), sysroot, repeat, qemu)
+        return
+    for image in images_:
+        if image.startswith("-"):
+            raise click.UsageError(f"no such option: {image}")
     if update_baseline:
         data = benchmark.update_baseline(Path(baseline))
         console.print(f"wrote {baseline}: " + json.dumps(data["counts"]))
@@ -389,6 +519,39 @@ def bench_command(images_, repeat, qemu, gate, update_baseline, baseline) -> Non
                       "off at once); its instruction count is hvemu's (the same guest).")
     elif qemu:
         console.print("qemu-system-riscv64 is not installed: hvemu figures only.")
+
+
+def bench_process(console, argv: list[str], sysroot, repeat: int, qemu: bool) -> None:
+    """`hvemu bench --run PROG ARGS`: the program under `hvemu run` and qemu-riscv64."""
+    from rich.table import Table
+
+    from . import benchmark
+
+    prog, args = argv[0], argv[1:]
+    if not os.path.isfile(prog):
+        raise HvemuError(f"{prog}: no such file")
+    m = benchmark.run_process_hvemu(prog, args, repeat, sysroot)
+    t = Table(title="hvemu run vs qemu-riscv64: same program, same machine")
+    for col in ("program", "instructions", "syscalls", "hvemu s", "hvemu MIPS", "QEMU s",
+                "QEMU MIPS", "hvemu/QEMU"):
+        t.add_column(col, justify="right")
+    row = [" ".join(argv), f"{m.instructions:,}", f"{m.syscalls:,}", f"{m.seconds:.3f}",
+           f"{m.mips:,.1f}"]
+    use_qemu = qemu and benchmark.qemu_user_available()
+    if use_qemu:
+        q = benchmark.run_process_qemu(prog, args, repeat, sysroot)
+        qmips = m.instructions / q / 1e6
+        row += [f"{q:.3f}", f"{qmips:,.1f}", f"{m.mips / qmips:.2f}"]
+    else:
+        row += ["-", "-", "-"]
+    t.add_row(*row)
+    console.print(t)
+    if use_qemu:
+        console.print("Times are CPU seconds (user + sys, steady on a shared machine) less "
+                      "the start-up of a program that exits at once (Python's, for hvemu); "
+                      "MIPS count hvemu's instructions for both.")
+    elif qemu:
+        console.print("qemu-riscv64 is not installed (package qemu-user): hvemu figures only.")
 
 
 def print_stats(stats) -> None:

@@ -187,11 +187,11 @@ def hello_vm():
     return VM(VMConfig(image=str(HELLO_ELF)))
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, packages: str = "gcc-riscv64-unknown-elf, binutils and make") -> str:
     """The path of a host tool; skip without it, but fail in CI (env var CI set)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not found (install gcc-riscv64-unknown-elf, binutils and make)"
+        message = f"{name} not found (install {packages})"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; required when CI is set")
         pytest.skip(message)

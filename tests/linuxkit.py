@@ -2,8 +2,9 @@
 
 * `debian_kernel()` is the path of Debian's riscv64 kernel Image (package
   linux-image-riscv64 of `SUITE`), `debian_busybox()` that of busybox-static's
-  binary.  Both are fetched with the host's apt, as foreign-architecture packages,
-  through a sources list and state of their own (the host's apt configuration is not
+  binary, `debian_package(name)` the directory any riscv64 package is unpacked into.
+  They are fetched with the host's apt, as foreign-architecture packages, through a
+  sources list and state of their own (the host's apt configuration is not
   touched), and unpacked with dpkg-deb into a cache directory (`HVEMU_TEST_CACHE`,
   default ~/.cache/hvemu-tests) reused by later runs.
 * `initramfs(init)` builds a gzipped cpio (newc) archive at test time: busybox as
@@ -145,6 +146,13 @@ def debian_busybox() -> Path:
         if not path.exists():
             path = _unpack(deb) / "bin" / "busybox"
         return path
+
+
+def debian_package(name: str) -> Path:
+    """The directory a Debian riscv64 package (e.g. libc6) is unpacked into."""
+    with _Lock():
+        deb, = _fetch([name])
+        return _unpack(deb)
 
 
 def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
