@@ -169,6 +169,7 @@ cdef class GuestMemory:
     cdef readonly uint64_t rom_base
     cdef uint8_t* rom_ptr
     cdef CodeSync* sync            # shared with a hosted hypervisor's process
+    cdef readonly bint shared      # P2M, ROM, marks and vCPU states in MAP_SHARED memory
     cdef uint64_t sync_size
     cdef public bint remote_code   # this process does not run the core: mark, don't drop
     cdef void sync_code(self) noexcept

@@ -143,13 +143,14 @@ cdef class GuestMemory:
         self.ram_size = ram_size
         self.rom_base = rom_base
         self.npages = (ram_size + 4095) >> 12
-        # in memory a forked process shares (the hosted hypervisor's), backed only where
-        # written: the P2M, the ROM and the decoded-code marks; decoded code itself is the
-        # core process's own
-        self.p2m = <uint8_t**>shared_alloc(self.npages * sizeof(uint8_t*))
+        # backed only where written; with a shared pool, in memory a forked process shares
+        # (the hosted hypervisor's): the P2M, the ROM and the decoded-code marks; decoded
+        # code itself is the core process's own
+        self.shared = self.pool.shared
+        self.p2m = <uint8_t**>shared_alloc(self.npages * sizeof(uint8_t*), self.shared)
         self.sync_size = sizeof(CodeSync) + (self.npages + 7) // 8
-        self.sync = <CodeSync*>shared_alloc(self.sync_size)
-        self.rom_ptr = <uint8_t*>shared_alloc(rom_size)
+        self.sync = <CodeSync*>shared_alloc(self.sync_size, self.shared)
+        self.rom_ptr = <uint8_t*>shared_alloc(rom_size, self.shared)
         self.code = <Decoded**>calloc(self.npages, sizeof(Decoded*))
         if self.code == NULL or self.p2m == NULL or self.sync == NULL or self.rom_ptr == NULL:
             raise MemoryError()
@@ -322,8 +323,9 @@ cdef class VCpu:
     """One guest hart: registers, pc, translation state and shadow TLB."""
 
     def __cinit__(self, GuestMemory memory):
-        # shared with a forked process (a hosted hypervisor's, which handles the exits)
-        self.s = <HartState*>shared_alloc(sizeof(HartState))
+        # shared with a forked process when its memory is (a hosted hypervisor's, which
+        # handles the exits)
+        self.s = <HartState*>shared_alloc(sizeof(HartState), memory.shared)
         if self.s == NULL:
             raise MemoryError()
         self.remote_req = self.remote_resp = -1

@@ -98,3 +98,36 @@ def test_a_reset_gives_the_vms_frames_back(hello_vm):
     before = pool.in_use
     hello_vm.reset()
     assert pool.in_use <= before - 100 * PAGE
+
+
+def _child_touches(mem: GuestMemory) -> None:
+    """fork; the child writes a page the parent never touched and one it did, then exits."""
+    import os
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mem.write(RAM + 5 * PAGE, b"child")
+            mem.write(RAM, b"CHILD")
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_a_forked_process_gets_its_own_copy_of_a_private_pools_memory():
+    # the process VM's fork(2) is the host's: parent and child must not share RAM or P2M
+    mem = GuestMemory(RAM, 16 * MIB, pool=FramePool())
+    mem.write(RAM, b"mine!")
+    assert not mem.shared
+    _child_touches(mem)
+    assert mem.read(RAM, 5) == b"mine!"
+    assert mem.touched() == [RAM] and mem.read(RAM + 5 * PAGE, 5) == bytes(5)
+
+
+def test_a_shared_pools_memory_is_one_memory_across_a_fork():
+    # a hosted hypervisor's two processes see the same P2M and the same frames
+    pool = FramePool(16 * MIB, shared=True)
+    mem = GuestMemory(RAM, 16 * MIB, pool=pool)
+    mem.write(RAM, b"mine!")
+    assert mem.shared
+    _child_touches(mem)
+    assert mem.read(RAM, 5) == b"CHILD" and mem.read(RAM + 5 * PAGE, 5) == b"child"

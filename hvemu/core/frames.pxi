@@ -12,11 +12,13 @@ cdef extern from "<sys/mman.h>" nogil:
     enum: MADV_REMOVE
 
 
-cdef void* shared_alloc(size_t size) noexcept nogil:
-    """Zeroed memory that a forked process shares (MAP_SHARED), backed only where
-    touched; NULL if the host refuses."""
+cdef void* shared_alloc(size_t size, bint shared=1) noexcept nogil:
+    """Zeroed memory, backed only where touched; NULL if the host refuses. With shared,
+    a forked process shares it (MAP_SHARED: a hosted hypervisor's); without, a fork gets
+    its own copy (MAP_PRIVATE: the process VM's fork(2) must not share its P2M)."""
     cdef void* p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                        (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE,
+                        -1, 0)
     return NULL if p == MAP_FAILED else p
 
 
