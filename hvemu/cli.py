@@ -55,6 +55,7 @@ from .errors import (
     HvemuError,
     UsageError,
 )
+from .hypervisor import CLASSES as HYPERVISOR_CLASSES
 from .units import parse_count, parse_seconds, parse_size
 
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS, EXIT_INTERRUPTED = 120, 121, 124, 125, 130
@@ -192,12 +193,18 @@ def cli() -> None:
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
+@click.option("--hypervisor", "hv_class", type=click.Choice(HYPERVISOR_CLASSES),
+              default="native", show_default=True,
+              help="the system-VM class: native (exits handled in the core's own process) "
+                   "or hosted (the hypervisor is a separate host process: one more hop "
+                   "through the host OS per exit)")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference) -> None:
+         stats, stats_json, trace, disks, reference, hv_class) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
     from .disks import DiskSpec
+    from .hypervisor.hosted import make_hypervisor
     from .vm import VM, VMConfig
 
     if stats_json:
@@ -223,7 +230,7 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
                       initrd=initrd, append=append, clock=clock, vcpus=vcpus)
     interactive = sys.stdin.isatty()
     console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
-    vm = VM(config, console)
+    vm = VM(config, console, hypervisor=make_hypervisor(hv_class, reserve=memory))
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
         vm.set_tracer(Tracer())
