@@ -15,6 +15,9 @@ IMAGES = {
     "sfence": "S-mode Sv39: 200,000 PTE remaps, each with sfence.vma and a checked read, to time sfence.vma exits",
     "faults": "S-mode Sv39: 100,000 store page faults mapped by an stvec handler, to time page-fault round trips",
     "mmioloop": "1,000,000 reads of the UART line status register to time MMIO exits",
+    "csrwloop": "1,000,000 'csrw mscratch, t0' writes to time CSR-write exits",
+    "ecallloop": "100,000 M-mode ecalls, each reflected into its own trap handler and mret'd",
+    "timerloop": "20,000 machine timer interrupts armed through mtimecmp and waited for with wfi",
     "fpu": "F and D: mstatus.FS, fcsr, reserved rounding modes, NaN boxing and every FP "
            "operation in every rounding mode, as a dump QEMU prints the same",
     "fpbench": "deterministic ~43M-instruction floating-point workload (FMA matrix multiply, "

@@ -468,8 +468,13 @@ def list_images() -> None:
 @click.option("--update-baseline", is_flag=True, help="measure and write a new baseline")
 @click.option("--baseline", type=click.Path(dir_okay=False), default="bench/baseline.json",
               show_default=True, help="the perf gate's baseline file")
+@click.option("--exit-costs", is_flag=True,
+              help="ns, host instructions and host-level hops per exit, for each exit kind "
+                   "and hypervisor class, next to VT-x's hardware figures")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="with --exit-costs: also write the rows as JSON to this file")
 def bench_command(images_, run_prog, sysroot, repeat, qemu, gate, update_baseline,
-                  baseline) -> None:
+                  baseline, exit_costs, json_path) -> None:
     """Time guests on hvemu (and QEMU), or run the CI perf gate."""
     from pathlib import Path
 
@@ -487,6 +492,18 @@ def bench_command(images_, run_prog, sysroot, repeat, qemu, gate, update_baselin
     for image in images_:
         if image.startswith("-"):
             raise click.UsageError(f"no such option: {image}")
+    if exit_costs:
+        from . import exitcosts
+        if json_path:
+            try:
+                open(json_path, "a").close()
+            except OSError as e:
+                raise CantCreateError(f"--json {json_path}: cannot write ({e.strerror})") from None
+        rows = exitcosts.measure(repeat)
+        console.print(exitcosts.table(rows))
+        if json_path:
+            Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
+        return
     if update_baseline:
         data = benchmark.update_baseline(Path(baseline))
         console.print(f"wrote {baseline}: " + json.dumps(data["counts"]))

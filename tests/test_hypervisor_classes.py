@@ -223,3 +223,14 @@ def test_an_unknown_class_is_one_line():
 def test_the_hosted_pool_is_shared_memory_and_reserves_only_address_space():
     hv = HostedHypervisor(reserve=256 << 20)
     assert hv.pool.shared and hv.pool.limit == 256 << 20 and hv.pool.in_use == 0
+
+
+def test_exit_costs_show_hosted_paying_exactly_one_more_hop_per_exit_than_native():
+    from hvemu import exitcosts
+    kinds = ["CSR read", "timer interrupt"]
+    rows = exitcosts.measure(repeat=1, counted=False, kinds=kinds)
+    by = {(r["exit"], r["class"]): r for r in rows}
+    for kind in kinds:
+        native, hosted = by[kind, "native"], by[kind, "hosted"]
+        assert native["exits"] == hosted["exits"] > 10_000
+        assert native["hops_per_exit"] == 0 and hosted["hops_per_exit"] == 1.0

@@ -60,6 +60,7 @@ class HostedHypervisor(Hypervisor):
         super().__init__(pool=_core.FramePool(limit, shared=True))
         self.capped = host_memory is not None
         self.pid: int | None = None           # the hypervisor's process, while it runs
+        self.last_pid: int | None = None      # ... and after
 
     def run(self, vms=None) -> dict:
         vms = [vm for vm in (self.vms if vms is None else vms) if vm.state != "shutdown"]
@@ -75,7 +76,7 @@ class HostedHypervisor(Hypervisor):
             os.close(resp_w)
             os.close(res_r)
             self._hypervisor_process(vms, req_w, resp_r, res_w)   # never returns
-        self.pid = pid
+        self.pid = self.last_pid = pid
         for fd in (req_w, resp_r, res_w):
             os.close(fd)
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal's Ctrl-C
