@@ -5,6 +5,7 @@
     hvemu images            list the bundled guest images
     hvemu disk create|info  make and inspect raw disk images
     hvemu bench             time guests; the CI perf gate
+    hvemu fleet run|migrate a matrix of guests as Ray tasks (hvemu/fleet.py)
 
 QEMU's single-dash spellings of the options hvemu shares with it work too:
 `-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), and
@@ -146,7 +147,19 @@ VCPUS = Parsed("vcpus", parse_vcpus)
 
 class HvemuGroup(click.Group):
     """The command group; a closed stdout is hvemu's I/O error (exit 74), not click's
-    silent exit 1."""
+    silent exit 1.  LAZY commands live in modules loaded only when asked for."""
+
+    LAZY = {"fleet": ("hvemu.fleetcli", "fleet_group")}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+            module, attr = self.LAZY[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
