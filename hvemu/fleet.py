@@ -1,7 +1,7 @@
 """`hvemu fleet`: a matrix of guests run as Ray tasks, on this machine or a cluster.
 
     hvemu fleet run SPEC.toml [--address HOST:PORT | --workers N] [--repeat N] [--qemu]
-    hvemu fleet run IMAGE... [--vcpus N]... [--memory SIZE]... [--engine fast|reference]...
+    hvemu fleet run IMAGE|DIR... [--vcpus N]... [--memory SIZE]... [--engine fast|reference]...
                              [--disk SPEC]... [--timeout S] [--max-instructions N] [--json PATH]
 
 Every guest of the matrix -- each guest x each combination of the axes (vcpus, memory,
@@ -59,6 +59,10 @@ seconds and MIPS; instructions are the same in every run of a deterministic gues
 `--qemu` also runs each guest that QEMU can run the same way (an image, no disks, no
 kernel) on qemu-system-riscv64 on the workers, timed as `hvemu bench` times it (wall time
 less QEMU's start-up), with hvemu's instruction count.
+
+`hvemu fleet migrate` (a VM running as a Ray actor moving to an actor on another node,
+over hvemu's migration stream) needs live migration, which hvemu does not have yet: it
+refuses with one line and exit 69 (EX_UNAVAILABLE).
 
 On a cluster, every node needs the same hvemu installed (`pip install 'hvemu[fleet]'`,
 which also gives `ray`); the driver may run on any machine that reaches the head node.
@@ -189,13 +193,13 @@ def build_cells(guests: list[Guest], axes: dict, timeout: float) -> list[Cell]:
 def guests_from_paths(paths: list[str], disks: list[DiskSpec], max_instructions=None,
                       clock: str = "virtual") -> list[Guest]:
     """`hvemu fleet run IMAGE...`: each IMAGE a file, a bundled image's name, or a
-    directory (each regular file in it, sorted by name)."""
+    directory (its ELF files and *.bin raw images, sorted by name)."""
     from . import images
     guests = []
     for arg in paths:
         if os.path.isdir(arg):
-            files = sorted(e.path for e in os.scandir(arg)
-                           if e.is_file() and not e.name.startswith("."))
+            files = sorted(e.path for e in os.scandir(arg) if e.is_file()
+                           and not e.name.startswith(".") and _is_image(e.path))
             if not files:
                 raise NoInputError(f"{arg}: no guest images in this directory")
             prefix = os.path.basename(os.path.normpath(arg))
@@ -210,6 +214,17 @@ def guests_from_paths(paths: list[str], disks: list[DiskSpec], max_instructions=
     for d in disks:
         _check_readable(d.path, "disk ")
     return guests
+
+
+def _is_image(path: str) -> bool:
+    """An ELF file, or a raw image named *.bin (what a directory of guests holds)."""
+    if path.endswith(".bin"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
 
 
 def _stem(path: str) -> str:
@@ -617,11 +632,15 @@ class Fleet:
             import hvemu
             here = os.path.dirname(os.path.dirname(os.path.abspath(hvemu.__file__)))
             path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR,
-                     object_store_memory=max(object_store or 0, 128 << 20),
-                     runtime_env={"env_vars": {"PYTHONPATH": path,
-                                               "OPENBLAS_NUM_THREADS": "1"}})
+            try:
+                ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR,
+                         object_store_memory=max(object_store or 0, 128 << 20),
+                         runtime_env={"env_vars": {"PYTHONPATH": path,
+                                                   "OPENBLAS_NUM_THREADS": "1"}})
+            except Exception as e:
+                raise ToolMissingError(f"cannot start a local Ray instance "
+                                       f"({str(e).splitlines()[0][:200]})") from None
         self.owned = True
         self._remote = None
 
@@ -793,7 +812,7 @@ def _fmt(fig: dict | None, fmt: str) -> str:
     if fig is None:
         return "-"
     text = format(fig["median"], fmt)
-    if len(fig["values"]) > 1:
+    if fig["max"] != fig["min"]:
         text += "±" + format(fig["spread"], fmt)
     return text
 

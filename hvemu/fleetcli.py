@@ -88,7 +88,9 @@ def fleet_run(targets, address, workers, repeat, qemu, json_path, timeout, vcpus
     shipped = sum(os.path.getsize(p) for p in {f for c in cells for f in c.guest.files()})
     err = Console(stderr=True)
     started = time.monotonic()
-    with fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20)) as f:
+    with err.status("joining the Ray cluster" if address else "starting a local Ray instance"):
+        f = fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20))
+    with f:
         slots = f.slots
         runs = _run_with_progress(f, cells, repeat, qemu, err, slots)
     wall = time.monotonic() - started

@@ -91,6 +91,7 @@ def isa_dir(tmp_path_factory) -> Path:
     d.mkdir()
     for case in ISA_CASES:
         (d / f"{case[0]:02d}-{case[1]}.bin").write_bytes(isa_guest(*case))
+    (d / "README").write_text("not a guest: a directory's guests are its ELF and .bin files\n")
     (d.parent / "crash.bin").write_bytes(CRASH)
     (d.parent / "hang.bin").write_bytes(HANG)
     return d
@@ -324,7 +325,9 @@ def test_cli_joins_a_running_cluster_with_address(fleet, isa_dir, tmp_path):
     assert any(line.startswith("hvemu: crash (1 vCPU 128M fast): crash: guest fault")
                for line in stderr_lines(proc)), proc.stderr
     assert ray.cluster_resources().get("CPU") == 2       # the cluster was left running
-    assert fleet.run(fleet_cells(isa_dir)[:1])[0]["exit_code"] == 0
+    cells = fleet_cells(isa_dir)
+    assert [c.guest.name for c in cells] == [f"isa/{n:02d}-{op}" for n, op, *_ in ISA_CASES]
+    assert fleet.run(cells[:1])[0]["exit_code"] == 0
 
 
 def fleet_cells(isa_dir):
