@@ -560,17 +560,18 @@ def _hvemu_job(p: dict, local: dict) -> dict:
             "wall": time.perf_counter() - started}
 
 
-_QEMU_STARTUP: dict[str, float] = {}
+_QEMU_STARTUP: dict[tuple[str, int], float] = {}    # per worker process
 
 
-def _qemu_wall(path: str, memory: str, timeout: float) -> tuple[float, int | None]:
+def _qemu_wall(path: str, memory: str, harts: int,
+               timeout: float) -> tuple[float, int | None]:
     import subprocess
 
     from .benchmark import QEMU
     t = time.perf_counter()
     try:
         proc = subprocess.run([QEMU, "-M", "virt", "-bios", "none", "-nographic", "-m", memory,
-                               "-kernel", path], stdout=subprocess.DEVNULL,
+                               "-smp", str(harts), "-kernel", path], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -585,16 +586,17 @@ def _qemu_job(p: dict, local: dict) -> dict:
     if not qemu_available():
         return {"result": "unavailable", "detail": "qemu-system-riscv64 is not installed "
                 "on this node"}
-    memory = f"{p['memory'] >> 20}M"
-    if memory not in _QEMU_STARTUP:
+    memory, harts = format_size(p["memory"]), p["vcpus"]
+    if (memory, harts) not in _QEMU_STARTUP:
         null = os.path.join(os.path.dirname(local[p["image"]]), "null.bin")
         _write(null, _NULL_GUEST)
-        _QEMU_STARTUP[memory] = min(_qemu_wall(null, memory, 60)[0] for _ in range(3))
-    wall, code = _qemu_wall(local[p["image"]], memory, p["timeout"])
+        _QEMU_STARTUP[memory, harts] = min(_qemu_wall(null, memory, harts, 60)[0]
+                                           for _ in range(3))
+    wall, code = _qemu_wall(local[p["image"]], memory, harts, p["timeout"])
     if code is None:
         return {"result": "timeout", "exit_code": EXIT_HUNG, "wall": wall}
     return {"result": "poweroff", "exit_code": code, "wall": wall,
-            "seconds": max(wall - _QEMU_STARTUP[memory], 1e-6)}
+            "seconds": max(wall - _QEMU_STARTUP[memory, harts], 1e-6)}
 
 
 # ---------------------------------------------------------------------------
@@ -622,6 +624,8 @@ class Fleet:
         self.owned = False
         if ray.is_initialized():
             return
+        import signal
+        self._sigterm = signal.getsignal(signal.SIGTERM)    # ray.init installs its own
         if address is not None:
             try:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -651,7 +655,11 @@ class Fleet:
 
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
+            import signal
+            import threading
             self.ray.shutdown()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, self._sigterm)
         self.owned = False
 
     def __enter__(self):
@@ -667,16 +675,12 @@ class Fleet:
 
     def run(self, cells: list[Cell], repeat: int = 1, qemu: bool = False,
             grace: float = DEFAULT_GRACE, on_result=None) -> list[dict]:
-        """Run every cell `repeat` times (and on QEMU, with qemu=True); one dict per run,
+        """Run every cell `repeat` times (and on QEMU, with qemu=True, each run of a guest
+        QEMU can run that powered off on hvemu: next, on a free worker); one dict per run,
         in the order cell, repetition, kind.  on_result(run) is called as each ends."""
         ray = self.ray
         exceptions = ray.exceptions
-        jobs = []
-        for rep in range(repeat):                 # repetitions interleaved: drift is spread
-            for cell in cells:
-                jobs.append((cell, rep, "hvemu"))
-                if qemu and cell.guest.qemu_can_run:
-                    jobs.append((cell, rep, "qemu"))
+        jobs = [(cell, rep, "hvemu") for rep in range(repeat) for cell in cells]
         refs = {}
         for cell in cells:
             for path in cell.guest.files():
@@ -716,6 +720,16 @@ class Fleet:
                 results[(job[0].index, job[1], job[2])] = run
                 if on_result is not None:
                     on_result(run)
+                if qemu and job[2] == "hvemu" and job[0].guest.qemu_can_run:
+                    if run["result"] == "poweroff":
+                        pending.append((job[0], job[1], "qemu"))     # runs next
+                        continue
+                    skipped = {"result": "skipped", "detail": "not run: the guest did not "
+                               "power off on hvemu", "cell": job[0].index,
+                               "repetition": job[1], "kind": "qemu", "guest": job[0].guest.name}
+                    results[(job[0].index, job[1], "qemu")] = skipped
+                    if on_result is not None:
+                        on_result(skipped)
             now = time.monotonic()
             for ref, entry in running.items():
                 if not entry[2] and entry[1] <= now:
@@ -841,7 +855,9 @@ def table(rows: list[dict], title: str, qemu: bool = False):
             elif q["seconds"] is None:
                 cells += [q["result"], "-", "-"]
             else:
-                cells += [_fmt(q["seconds"], ".3f"),
+                differs = q.get("exit_code") not in (None, r["exit_code"])
+                cells += [_fmt(q["seconds"], ".3f") + (f" (exit {q['exit_code']})"
+                                                       if differs else ""),
                           f"{q['mips']:,.1f}" if "mips" in q else "-",
                           f"{q['hvemu_over_qemu']:.2f}" if "hvemu_over_qemu" in q else "-"]
         t.add_row(*cells)
