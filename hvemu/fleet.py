@@ -612,6 +612,21 @@ def import_ray():
     return ray
 
 
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """--address HOST:PORT (or ray://HOST:PORT, Ray Client): well formed, and something
+    answers there -- Ray itself would retry a dead address for ever."""
+    import socket
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address!r}: give HOST:PORT of a Ray cluster's head "
+                         "(ray start --head prints it)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ToolMissingError(f"--address {address}: no Ray cluster answers there "
+                               f"({e.strerror or e})") from None
+
+
 class Fleet:
     """A connection to Ray: a local instance of `workers` CPUs that this object starts and
     stops, or an existing cluster at `address` (joined, left running).  When this process
@@ -619,6 +634,8 @@ class Fleet:
 
     def __init__(self, address: str | None = None, workers: int | None = None,
                  object_store: int | None = None):
+        if address is not None:
+            check_address(address)
         ray = self.ray = import_ray()
         self.address = address
         self.owned = False

@@ -364,6 +364,8 @@ def test_bad_spec_is_one_line_naming_line_and_key(tmp_path, text, line, words):
 
 @pytest.mark.parametrize("args, code, words", [
     (["hello", "--workers", "2", "--address", "127.0.0.1:1"], EXIT_USAGE, "--workers"),
+    (["hello", "--address", "127.0.0.1:1"], 69, "no Ray cluster answers there"),
+    (["hello", "--address", "head-node"], EXIT_USAGE, "give HOST:PORT"),
     (["spec.toml", "--vcpus", "2"], EXIT_USAGE, "give the guests' options in it"),
     (["hello", "no-such-image"], 66, "no-such-image: no such file"),
     (["hello", "--engine", "turbo"], EXIT_USAGE, "'turbo' is not one of"),
