@@ -502,23 +502,22 @@ def _place(tmp: str, payload: dict, blobs: tuple) -> dict:
 def run_job(payload: dict, *blobs: bytes) -> dict:
     """Run one guest (payload["kind"] == "hvemu") or time it on QEMU ("qemu"), with the
     files it needs as blobs (in payload["files"]' order).  Returns a plain dict."""
+    import shutil
     import socket
-    base = {"node": socket.gethostname(), "pid": os.getpid()}
+    started = time.time()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", payload["name"])[:40]
     tmp = tempfile.mkdtemp(prefix=f"hvemu-fleet-{name}-")
     try:
         local = _place(tmp, payload, blobs)
-        if payload["kind"] == "qemu":
-            return {**base, **_qemu_job(payload, local)}
-        return {**base, **_hvemu_job(payload, local)}
+        run = (_qemu_job if payload["kind"] == "qemu" else _hvemu_job)(payload, local)
     except Exception as e:                      # a bug in hvemu: the fleet goes on
         import traceback
-        return {**base, "result": "error", "exit_code": EX_SOFTWARE,
-                "detail": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc()[-4000:]}
+        run = {"result": "error", "exit_code": EX_SOFTWARE,
+               "detail": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:]}
     finally:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
+    return {**run, "node": socket.gethostname(), "pid": os.getpid(), "started": started,
+            "ended": time.time()}
 
 
 def _hvemu_job(p: dict, local: dict) -> dict:
@@ -691,10 +690,12 @@ class Fleet:
         return self._remote
 
     def run(self, cells: list[Cell], repeat: int = 1, qemu: bool = False,
-            grace: float = DEFAULT_GRACE, on_result=None) -> list[dict]:
+            grace: float = DEFAULT_GRACE, on_result=None,
+            slots: int | None = None) -> list[dict]:
         """Run every cell `repeat` times (and on QEMU, with qemu=True, each run of a guest
         QEMU can run that powered off on hvemu: next, on a free worker); one dict per run,
-        in the order cell, repetition, kind.  on_result(run) is called as each ends."""
+        in the order cell, repetition, kind.  on_result(run) is called as each ends.
+        slots: how many guests may run at once (default: the cluster's CPUs)."""
         ray = self.ray
         exceptions = ray.exceptions
         jobs = [(cell, rep, "hvemu") for rep in range(repeat) for cell in cells]
@@ -705,53 +706,65 @@ class Fleet:
                     refs[path] = ray.put(_read(path))
         task = self.remote()
         pending = list(reversed(jobs))
-        running: dict = {}                    # ObjectRef -> (job, deadline, cancelled)
+        running: dict = {}                    # ObjectRef -> [job, deadline or None]
         results: dict = {}
-        slots = self.slots
+        cpus = self.slots
+        slots = min(slots or cpus, cpus)
+        if slots < cpus:                      # each task takes cpus/slots: `slots` at once
+            task = task.options(num_cpus=cpus / slots)
+
+        def finish(job, run: dict) -> None:
+            cell, rep, kind = job
+            run.update(cell=cell.index, repetition=rep, kind=kind, guest=cell.guest.name)
+            results[cell.index, rep, kind] = run
+            if on_result is not None:
+                on_result(run)
+            if qemu and kind == "hvemu" and cell.guest.qemu_can_run:
+                if run["result"] == "poweroff":
+                    pending.append((cell, rep, "qemu"))          # runs next
+                else:
+                    finish((cell, rep, "qemu"), {"result": "skipped", "detail": "not run: "
+                                                 "the guest did not power off on hvemu"})
+
+        # Twice as many tasks as slots are in flight, so that no worker waits for this
+        # loop; a task's deadline (its timeout + grace) counts from when it can have
+        # started: at once for the first `slots` of them, else when an earlier one ended.
+        queued: list = []                     # in flight, not yet started (first in first)
         while pending or running:
-            while pending and len(running) < slots:
+            while pending and len(running) < 2 * slots:
                 job = pending.pop()
                 payload = _payload(*job)
                 ref = task.remote(payload, *(refs[f] for f in payload["files"]))
-                running[ref] = [job, time.monotonic() + job[0].timeout + grace, False]
-            deadline = min(r[1] for r in running.values())
+                running[ref] = [job, None]
+                queued.append(ref)
+            while queued and len(running) - len(queued) < slots:
+                entry = running[queued.pop(0)]
+                entry[1] = time.monotonic() + entry[0][0].timeout + grace
+            deadline = min(r[1] for r in running.values() if r[1] is not None)
             ready, _ = ray.wait(list(running), num_returns=1,
                                 timeout=max(0.0, min(0.5, deadline - time.monotonic())))
             for ref in ready:
-                job, _deadline, cancelled = running.pop(ref)
+                job, _deadline = running.pop(ref)
+                if ref in queued:                 # it ran before one queued ahead of it
+                    queued.remove(ref)
                 try:
                     run = ray.get(ref)
-                except exceptions.TaskCancelledError:
-                    run = _hung(job, grace)
                 except (exceptions.WorkerCrashedError, exceptions.NodeDiedError,
                         exceptions.LocalRayletDiedError, exceptions.ObjectLostError) as e:
-                    run = _hung(job, grace) if cancelled else {
+                    run = {
                         "result": "lost", "exit_code": EXIT_LOST,
                         "detail": f"the worker process died under the guest "
                                   f"({type(e).__name__})"}
                 except exceptions.RayError as e:
                     run = {"result": "error", "exit_code": EX_SOFTWARE,
                            "detail": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-                run.update(cell=job[0].index, repetition=job[1], kind=job[2],
-                           guest=job[0].guest.name)
-                results[(job[0].index, job[1], job[2])] = run
-                if on_result is not None:
-                    on_result(run)
-                if qemu and job[2] == "hvemu" and job[0].guest.qemu_can_run:
-                    if run["result"] == "poweroff":
-                        pending.append((job[0], job[1], "qemu"))     # runs next
-                        continue
-                    skipped = {"result": "skipped", "detail": "not run: the guest did not "
-                               "power off on hvemu", "cell": job[0].index,
-                               "repetition": job[1], "kind": "qemu", "guest": job[0].guest.name}
-                    results[(job[0].index, job[1], "qemu")] = skipped
-                    if on_result is not None:
-                        on_result(skipped)
+                finish(job, run)
             now = time.monotonic()
-            for ref, entry in running.items():
-                if not entry[2] and entry[1] <= now:
-                    entry[2] = True
-                    ray.cancel(ref, force=True)     # kills the worker; max_retries=0
+            for ref, (job, deadline) in list(running.items()):
+                if deadline is not None and deadline <= now:    # hung: Ray kills its worker
+                    ray.cancel(ref, force=True)
+                    del running[ref]
+                    finish(job, _hung(job, grace))
         return [results[key] for key in sorted(results, key=lambda k: (k[0], k[1],
                                                                         k[2] == "qemu"))]
 

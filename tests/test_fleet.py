@@ -245,23 +245,23 @@ def test_killed_and_stopped_workers_are_reported_and_the_rest_finish(fleet, isa_
         d.write_bytes(bytes(4096))
     spin = images.bundled_path("spin")
     guests = [Guest("victim-kill", image=spin, disks=[DiskSpec(str(kill_disk))], timeout=60),
-              Guest("victim-stop", image=spin, disks=[DiskSpec(str(stop_disk))], timeout=2),
+              Guest("victim-stop", image=spin, disks=[DiskSpec(str(stop_disk))], timeout=3),
               *[Guest(p.stem, image=str(p)) for p in sorted(isa_dir.iterdir())[:4]]]
     cells = build_cells(guests, {}, timeout=30)
     stopped, errors = [], []
 
     def saboteur():
         try:
-            os.kill(_worker_with_open("victim-kill.img"), signal.SIGKILL)
-            pid = _worker_with_open("victim-stop.img")
+            pid = _worker_with_open("victim-stop.img")     # first: its guest times out
             os.kill(pid, signal.SIGSTOP)           # alive, but no longer answers
             stopped.append(pid)
+            os.kill(_worker_with_open("victim-kill.img"), signal.SIGKILL)
         except Exception as e:                    # reported below
             errors.append(e)
     thread = threading.Thread(target=saboteur)
     thread.start()
     try:
-        runs = fleet.run(cells, grace=2)
+        runs = fleet.run(cells, grace=1)
     finally:
         thread.join()
         for pid in stopped:                       # hung: the fleet must have killed it
@@ -277,6 +277,13 @@ def test_killed_and_stopped_workers_are_reported_and_the_rest_finish(fleet, isa_
     assert [r["result"] for r in rest] == ["poweroff"] * 4
     assert_same_as_sequential(cells[2:], rest, tmp_path)
     assert fleet.run(cells[2:3])[0]["result"] == "poweroff"      # the fleet still works
+    end = time.monotonic() + 30                  # and the hung worker was killed
+    while os.path.exists(f"/proc/{stopped[0]}") and time.monotonic() < end:
+        with open(f"/proc/{stopped[0]}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":     # dead, not yet reaped
+                break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{stopped[0]}/fd/0"), "the hung worker is still alive"
 
 
 # ---- the command line
