@@ -9,9 +9,13 @@ import time
 
 import click
 
-from .cli import COUNT, MEMORY, SECONDS, VCPUS, QemuCommand
+from .cli import COUNT, MEMORY, SECONDS, VCPUS, Parsed, QemuCommand
 from .errors import CantCreateError, ToolMissingError, UsageError
 from .fleet import DEFAULT_TIMEOUT, ENGINES
+from .units import parse_count
+
+WORKERS = Parsed("workers", lambda text: parse_count(text, "number of workers", 1, 1024))
+REPEAT = Parsed("count", lambda text: parse_count(text, "repeat count", 1, 1000))
 
 
 @click.group("fleet")
@@ -24,9 +28,9 @@ def fleet_group() -> None:
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="join this Ray cluster (ray start --head prints it); default: start a "
                    "local Ray instance and stop it at the end")
-@click.option("--workers", type=COUNT, default=None,
+@click.option("--workers", type=WORKERS, default=None,
               help="CPUs of the local Ray instance (default: this machine's)")
-@click.option("--repeat", type=COUNT, default=None,
+@click.option("--repeat", type=REPEAT, default=None,
               help="runs of every guest: the table gives medians and spreads (default 1)")
 @click.option("--qemu", is_flag=True, default=None,
               help="also time each guest on qemu-system-riscv64, side by side")
