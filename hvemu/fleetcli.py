@@ -2,6 +2,7 @@
 when `fleet` is asked for)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -92,11 +93,15 @@ def fleet_run(targets, address, workers, repeat, qemu, json_path, timeout, vcpus
     shipped = sum(os.path.getsize(p) for p in {f for c in cells for f in c.guest.files()})
     err = Console(stderr=True)
     started = time.monotonic()
-    with err.status("joining the Ray cluster" if address else "starting a local Ray instance"):
-        f = fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20))
-    with f:
-        slots = f.slots
-        runs = _run_with_progress(f, cells, repeat, qemu, err, slots)
+    # Ray prints its own notes (a worker that died, ...) on stdout: they go to stderr, so
+    # that stdout holds only the table
+    with contextlib.redirect_stdout(sys.stderr):
+        with err.status("joining the Ray cluster" if address else
+                        "starting a local Ray instance"):
+            f = fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20))
+        with f:
+            slots = f.slots
+            runs = _run_with_progress(f, cells, repeat, qemu, err, slots)
     wall = time.monotonic() - started
     rows = fleet.summarize(cells, runs)
     where = address or f"a local Ray instance of {slots} worker{'s' if slots > 1 else ''}"
