@@ -611,6 +611,27 @@ def import_ray():
     return ray
 
 
+class _interrupts_deferred:
+    """SIGINT and SIGTERM wait until the block ends (in the main thread); the value
+    of `with` is a list, non-empty if one came."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.came: list = []
+        self.old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, lambda n, f: self.came.append(n))
+        return self.came
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        return False
+
+
 def check_address(address: str, timeout: float = 5.0) -> None:
     """--address HOST:PORT (or ray://HOST:PORT, Ray Client): well formed, and something
     answers there -- Ray itself would retry a dead address for ever."""
@@ -652,15 +673,20 @@ class Fleet:
             import hvemu
             here = os.path.dirname(os.path.dirname(os.path.abspath(hvemu.__file__)))
             path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-            try:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR,
-                         object_store_memory=max(object_store or 0, 128 << 20),
-                         runtime_env={"env_vars": {"PYTHONPATH": path,
-                                                   "OPENBLAS_NUM_THREADS": "1"}})
-            except Exception as e:
-                raise ToolMissingError(f"cannot start a local Ray instance "
-                                       f"({str(e).splitlines()[0][:200]})") from None
+            with _interrupts_deferred() as interrupted:  # half a Ray would outlive us
+                try:
+                    ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                             log_to_driver=False, logging_level=logging.ERROR,
+                             object_store_memory=max(object_store or 0, 128 << 20),
+                             runtime_env={"env_vars": {"PYTHONPATH": path,
+                                                       "OPENBLAS_NUM_THREADS": "1"}})
+                except Exception as e:
+                    ray.shutdown()
+                    raise ToolMissingError(f"cannot start a local Ray instance "
+                                           f"({str(e).splitlines()[0][:200]})") from None
+            if interrupted:
+                ray.shutdown()
+                raise KeyboardInterrupt
         self.owned = True
         self._remote = None
 

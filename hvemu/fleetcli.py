@@ -94,8 +94,9 @@ def fleet_run(targets, address, workers, repeat, qemu, json_path, timeout, vcpus
     err = Console(stderr=True)
     started = time.monotonic()
     # Ray prints its own notes (a worker that died, ...) on stdout: they go to stderr, so
-    # that stdout holds only the table
-    with contextlib.redirect_stdout(sys.stderr):
+    # that stdout holds only the table; SIGTERM stops the fleet as Ctrl-C does (and the
+    # local Ray instance with it)
+    with contextlib.redirect_stdout(sys.stderr), _sigterm_interrupts():
         with err.status("joining the Ray cluster" if address else
                         "starting a local Ray instance"):
             f = fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20))
@@ -123,6 +124,19 @@ def fleet_run(targets, address, workers, repeat, qemu, json_path, timeout, vcpus
         except OSError as e:
             err.print(f"hvemu: --json {json_path}: cannot write ({e.strerror})", markup=False)
     sys.exit(next((min(r["exit_code"], 255) for r in rows if r["exit_code"]), 0))
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _run_with_progress(f, cells, repeat, qemu, err, slots):
