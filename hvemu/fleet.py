@@ -216,6 +216,12 @@ def guests_from_paths(paths: list[str], disks: list[DiskSpec], max_instructions=
     return guests
 
 
+def _bundled(path: str, given: str) -> bool:
+    """Whether `given` named a bundled image, found at path."""
+    from . import images
+    return given in images.bundled() and path == images.bundled_path(given)
+
+
 def _is_image(path: str) -> bool:
     """An ELF file, or a raw image named *.bin (what a directory of guests holds)."""
     if path.endswith(".bin"):
@@ -459,7 +465,9 @@ class _SpecParser:
             if len(images_) > 1 or (image and glob.has_magic(entry.get(first, ""))):
                 gname = f"{name}/{_stem(image)}" if name else _stem(image)
             else:
-                gname = name or _stem(image or kernel)
+                given = entry.get(first) if image else entry.get("kernel")
+                gname = name or (given if _bundled(image or kernel, given) else
+                                 _stem(image or kernel))
             out.append(Guest(gname, image=image, kernel=kernel, initrd=initrd, append=append,
                              disks=[DiskSpec(d.path, d.readonly, d.offset, d.size)
                                     for d in disks],

@@ -391,3 +391,20 @@ def test_migrate_refuses_until_live_migration_exists():
     lines = stderr_lines(proc)
     assert proc.returncode == 69 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("hvemu: fleet migrate: live migration is not available")
+
+
+def test_the_readme_spec_example_is_a_valid_spec(tmp_path, isa_dir):
+    from hvemu.fleet import build_cells, load_spec
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### `hvemu fleet`"):]
+    example = section[section.index("```toml\n") + 8:section.index("```\n", 8)]
+    (tmp_path / "isa").symlink_to(isa_dir)
+    (tmp_path / "journal.img").write_bytes(bytes(128 << 10))
+    spec = tmp_path / "fleet.toml"
+    spec.write_text(example)
+    s = load_spec(str(spec))
+    cells = build_cells(s.guests, s.axes, s.timeout)
+    assert len(cells) == (len(ISA_CASES) + 1) * 4
+    assert {c.label for c in cells} == {"1 vCPU 128M fast", "1 vCPU 128M reference",
+                                        "2 vCPUs 128M fast", "2 vCPUs 128M reference"}
+    assert cells[-1].guest.name == "disk-journal" and cells[-1].timeout == 30
