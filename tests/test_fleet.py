@@ -408,3 +408,14 @@ def test_the_readme_spec_example_is_a_valid_spec(tmp_path, isa_dir):
     assert {c.label for c in cells} == {"1 vCPU 128M fast", "1 vCPU 128M reference",
                                         "2 vCPUs 128M fast", "2 vCPUs 128M reference"}
     assert cells[-1].guest.name == "disk-journal" and cells[-1].timeout == 30
+
+
+def test_without_ray_fleet_run_says_how_to_install_it(tmp_path):
+    shadow = tmp_path / "ray"                 # a `ray` that cannot be imported, first on the path
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
+    proc = run_hvemu("fleet", "run", "hello", env=env)
+    assert proc.returncode == 69 and stderr_lines(proc) == [
+        "hvemu: hvemu fleet runs on Ray, which is not installed: pip install 'hvemu[fleet]'"]
