@@ -507,14 +507,31 @@ def _place(tmp: str, payload: dict, blobs: tuple) -> dict:
     return local
 
 
+def _sweep() -> None:
+    """Remove the temporary directories of tasks whose worker died (a killed process
+    cannot clean up after itself): hvemu-fleet-PID-... where PID is gone."""
+    import shutil
+    for entry in os.scandir(tempfile.gettempdir()):
+        m = re.match(r"hvemu-fleet-(\d+)-", entry.name)
+        if m is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:                           # alive (another user's): not ours to take
+            pass
+
+
 def run_job(payload: dict, *blobs: bytes) -> dict:
     """Run one guest (payload["kind"] == "hvemu") or time it on QEMU ("qemu"), with the
     files it needs as blobs (in payload["files"]' order).  Returns a plain dict."""
     import shutil
     import socket
     started = time.time()
+    _sweep()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", payload["name"])[:40]
-    tmp = tempfile.mkdtemp(prefix=f"hvemu-fleet-{name}-")
+    tmp = tempfile.mkdtemp(prefix=f"hvemu-fleet-{os.getpid()}-{name}-")
     try:
         local = _place(tmp, payload, blobs)
         run = (_qemu_job if payload["kind"] == "qemu" else _hvemu_job)(payload, local)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -231,7 +232,7 @@ def _worker_with_open(name: str, timeout: float = 30.0) -> int:
                     target = os.readlink(f"/proc/{pid}/fd/{fd}")
                 except OSError:
                     continue
-                if "hvemu-fleet-" in target and target.endswith("/" + name):
+                if "/hvemu-fleet-" in target and target.endswith("/" + name):
                     return int(pid)
         time.sleep(0.05)
     raise AssertionError(f"no worker has {name} open")
@@ -248,14 +249,15 @@ def test_killed_and_stopped_workers_are_reported_and_the_rest_finish(fleet, isa_
               Guest("victim-stop", image=spin, disks=[DiskSpec(str(stop_disk))], timeout=3),
               *[Guest(p.stem, image=str(p)) for p in sorted(isa_dir.iterdir())[:4]]]
     cells = build_cells(guests, {}, timeout=30)
-    stopped, errors = [], []
+    stopped, killed, errors = [], [], []
 
     def saboteur():
         try:
             pid = _worker_with_open("victim-stop.img")     # first: its guest times out
             os.kill(pid, signal.SIGSTOP)           # alive, but no longer answers
             stopped.append(pid)
-            os.kill(_worker_with_open("victim-kill.img"), signal.SIGKILL)
+            killed.append(_worker_with_open("victim-kill.img"))
+            os.kill(killed[0], signal.SIGKILL)
         except Exception as e:                    # reported below
             errors.append(e)
     thread = threading.Thread(target=saboteur)
@@ -284,6 +286,11 @@ def test_killed_and_stopped_workers_are_reported_and_the_rest_finish(fleet, isa_
                 break
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{stopped[0]}/fd/0"), "the hung worker is still alive"
+    # the next tasks sweep the temporary directories the dead workers left behind
+    fleet.run(cells[2:4])
+    left = [n for n in os.listdir(tempfile.gettempdir())
+            if n.startswith((f"hvemu-fleet-{killed[0]}-", f"hvemu-fleet-{stopped[0]}-"))]
+    assert not left, left
 
 
 # ---- the command line
