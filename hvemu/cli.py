@@ -5,6 +5,7 @@
     hvemu images            list the bundled guest images
     hvemu disk create|info  make and inspect raw disk images
     hvemu bench             time guests; the CI perf gate
+    hvemu fleet run|migrate a matrix of guests as Ray tasks (hvemu/fleet.py)
 
 QEMU's single-dash spellings of the options hvemu shares with it work too:
 `-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), and
@@ -18,7 +19,8 @@ like a guest's exit code 1 or 2):
     64   a bad command line: unknown option, bad value (EX_USAGE)
     65   a malformed input: a bad ELF, an image that does not fit (EX_DATAERR)
     66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
-    69   a host tool is missing: valgrind, for `hvemu bench --gate` (EX_UNAVAILABLE)
+    69   a host tool or service is missing: valgrind, for `hvemu bench --gate`; Ray or
+         the --address cluster, or live migration, for `hvemu fleet` (EX_UNAVAILABLE)
     70   an internal error, a bug in hvemu (EX_SOFTWARE)
     71   the host cannot allocate the guest's RAM, or its frame pool ran dry (EX_OSERR)
     73   an output file cannot be created (EX_CANTCREAT)
@@ -146,7 +148,19 @@ VCPUS = Parsed("vcpus", parse_vcpus)
 
 class HvemuGroup(click.Group):
     """The command group; a closed stdout is hvemu's I/O error (exit 74), not click's
-    silent exit 1."""
+    silent exit 1.  LAZY commands live in modules loaded only when asked for."""
+
+    LAZY = {"fleet": ("hvemu.fleetcli", "fleet_group")}
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+            module, attr = self.LAZY[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
