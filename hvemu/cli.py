@@ -440,15 +440,15 @@ def host_command(config, json_path) -> None:
     from rich.console import Console
 
     from . import host
-    hv, vms, outcomes = host.run_host(config)
-    table, rows = host.host_table(hv, vms, outcomes, exit_code_of)
+    hvs, vms, outcomes = host.run_host(config)
+    table, rows = host.host_table(hvs, vms, outcomes, exit_code_of)
     host.print_details(vms, outcomes)
     Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)
     if json_path:
         try:
             with open(json_path, "w") as f:
-                json.dump({"vms": rows, "host_frames_peak": hv.pool.peak,
-                           "host_memory": hv.pool.limit, "host_rss": host.host_rss()}, f,
+                json.dump({"vms": rows, "host_frames_peak": sum(hv.pool.peak for hv in hvs),
+                           "host_memory": hvs[0].host_memory, "host_rss": host.host_rss()}, f,
                           indent=2)
         except OSError as e:
             click.echo(f"hvemu: --json {json_path}: cannot write ({e.strerror})", err=True)

@@ -12,6 +12,15 @@
     shares = 1                  # this VM's quantum is shares x the base quantum
     timeout = 30                # seconds, as --timeout; max_instructions as well
     clock = "virtual"
+    hypervisor = "hosted"       # the system-VM class (as --hypervisor); default: the
+                                # top-level hypervisor = ..., else native
+
+VMs of one class share one hypervisor (its frame pool, capped by host_memory, and its
+scheduler).  With several classes, each class's hypervisor runs its VMs at the same time
+as the others (the native one on a thread of its own): host time is then shared between
+the classes by the host OS, and within a class by its scheduler.  A hosted VM's console
+is a file, stdio or none (a tcp: console needs a listener thread that a hosted
+hypervisor's forked process does not have yet).
 
 Every error in the file is one line naming the line and the key.  At the end a table
 gives each VM's outcome, exit status, instructions, exits, MIPS, and guest RAM next to
@@ -34,8 +43,9 @@ from .errors import HvemuError, NoInputError, UsageError
 from .units import parse_count, parse_seconds, parse_size
 
 VM_KEYS = {"name", "image", "bios", "kernel", "initrd", "append", "memory", "vcpus", "disks",
-           "console", "shares", "timeout", "max_instructions", "clock", "reference"}
-HOST_KEYS = {"host_memory", "vm"}
+           "console", "shares", "timeout", "max_instructions", "clock", "reference",
+           "hypervisor"}
+HOST_KEYS = {"host_memory", "hypervisor", "vm"}
 
 
 class ConfigError(UsageError):
@@ -47,6 +57,7 @@ class VmEntry:
     index: int
     config: object                   # a VMConfig
     console: str
+    hypervisor: str = "native"       # the class of hypervisor that runs it
 
 
 def _line_of(text: str, vm_index: int | None, key: str | None) -> int | None:
@@ -93,7 +104,9 @@ class Config:
         self.host_memory = None
         for key in data:
             if key not in HOST_KEYS:
-                self.fail(None, key, f"unknown setting {key!r} (known: host_memory, [[vm]])")
+                self.fail(None, key, f"unknown setting {key!r} (known: host_memory, "
+                          "hypervisor, [[vm]])")
+        self.hypervisor = self._class(None, data.get("hypervisor", "native"))
         if "host_memory" in data:
             self.host_memory = self._size(None, "host_memory", data["host_memory"])
         vms = data.get("vm", [])
@@ -126,6 +139,13 @@ class Config:
             return parse_count(str(value), key, low, high)
         except HvemuError as e:
             self.fail(i, key, str(e))
+
+    def _class(self, i, value) -> str:
+        from .hypervisor import CLASSES
+        kind = self._str(i, "hypervisor", value)
+        if kind not in CLASSES:
+            self.fail(i, "hypervisor", f"{kind!r}: give one of {', '.join(CLASSES)}")
+        return kind
 
     def _str(self, i, key, value) -> str:
         if not isinstance(value, str):
@@ -193,6 +213,10 @@ class Config:
             self.fail(i, "console", f"{console!r}: give file:PATH, tcp:127.0.0.1:PORT, stdio "
                       "or none")
         name = self._str(i, "name", entry.get("name", f"vm{i}"))
+        kind = self._class(i, entry.get("hypervisor", self.hypervisor))
+        if kind == "hosted" and console.startswith("tcp:"):
+            self.fail(i, "console", f"{console!r}: a hosted VM's console is file:PATH, stdio "
+                      "or none")
         config = VMConfig(
             image=image or bios, kernel=kernel, memory=memory, initrd=initrd,
             append=self._str(i, "append", entry.get("append", "")),
@@ -200,7 +224,7 @@ class Config:
             shares=self._count(i, "shares", entry.get("shares", 1), 1, 1000),
             disks=disks, timeout=timeout, max_instructions=max_insns, clock=clock,
             reference=bool(entry.get("reference", False)), name=name)
-        return VmEntry(i, config, console)
+        return VmEntry(i, config, console, kind)
 
     def _check_across(self) -> None:
         """What no single [[vm]] shows: names, one stdio console, disks two VMs share."""
@@ -323,17 +347,20 @@ def make_console(spec: str) -> Console:
 # ---- running ----
 
 def run_host(path: str):
-    """Build and run every VM of CONFIG.toml; returns (vms, {vm: Outcome})."""
-    from .hypervisor.hypervisor import Hypervisor
+    """Build and run every VM of CONFIG.toml; returns (hypervisors, vms, {vm: Outcome})."""
+    from .hypervisor.hosted import make_hypervisor
     config = Config(path)
-    hv = Hypervisor(host_memory=config.host_memory)
+    kinds = list(dict.fromkeys(e.hypervisor for e in config.vms))     # in file order
+    hvs = {k: make_hypervisor(k, host_memory=config.host_memory,
+                              reserve=sum(e.config.memory for e in config.vms
+                                          if e.hypervisor == k)) for k in kinds}
     vms, consoles = [], []
     try:
         for entry in config.vms:
             console = make_console(entry.console)
             consoles.append(console)
             try:
-                vm = hv.create_vm(entry.config, console)
+                vm = hvs[entry.hypervisor].create_vm(entry.config, console)
             except MemoryError:
                 raise UsageError(f"{path}: VM {entry.config.name!r}: host_memory "
                                  f"({(config.host_memory or 0) >> 20} MiB) is too small even "
@@ -341,14 +368,44 @@ def run_host(path: str):
             except HvemuError as e:
                 raise type(e)(f"VM {entry.config.name!r}: {e}") from None
             vms.append(vm)
-        outcomes = hv.run()
+        outcomes = run_classes(list(hvs.values()))
     finally:
         for console in consoles:
             if isinstance(console, TcpConsole):
                 console.close()
             if isinstance(console, FileConsole):
                 console.file.close()
-    return hv, vms, outcomes
+    return list(hvs.values()), vms, outcomes
+
+
+def run_classes(hvs: list) -> dict:
+    """Run each hypervisor's VMs, all at once: a hosted hypervisor in this (the main)
+    thread, which its signal handling needs, the native one on a thread of its own."""
+    if len(hvs) == 1:
+        return hvs[0].run()
+    native = next(hv for hv in hvs if hv.kind == "native")
+    result: dict = {}
+    failure: list = []
+
+    def body():
+        try:
+            result.update(native.run())
+        except BaseException as e:           # noqa: BLE001 -- re-raised below
+            failure.append(e)
+    thread = threading.Thread(target=body, name="native hypervisor")
+    thread.start()
+    try:
+        for hv in hvs:
+            if hv is not native:
+                result.update(hv.run())
+    finally:
+        if thread.is_alive() and sys.exc_info()[0] is not None:
+            for vm in native.vms:
+                vm.shutdown()
+        thread.join()
+    if failure:
+        raise failure[0]
+    return result
 
 
 def host_rss() -> int:
@@ -360,7 +417,7 @@ def host_rss() -> int:
         return 0
 
 
-def host_table(hv, vms, outcomes, exit_code_of) -> tuple[object, list[dict]]:
+def host_table(hvs, vms, outcomes, exit_code_of) -> tuple[object, list[dict]]:
     """A rich table and the same rows as dicts."""
     from rich.table import Table
     rows = []
@@ -371,17 +428,21 @@ def host_table(hv, vms, outcomes, exit_code_of) -> tuple[object, list[dict]]:
                      "vcpus": len(vm.vcpus), "instructions": s.instructions,
                      "exits": s.total_exits, "seconds": round(s.seconds, 3),
                      "mips": round(s.mips, 1), "guest_ram": vm.config.memory,
-                     "host_frames": s.host_frames, "detail": out.detail})
+                     "host_frames": s.host_frames, "detail": out.detail,
+                     "hypervisor": vm.hypervisor.kind})
+    peak = sum(hv.pool.peak for hv in hvs)
+    limit = hvs[0].host_memory
     t = Table(title=f"hvemu host: {len(vms)} VMs, "
                     f"{sum(vm.config.memory for vm in vms) >> 20} MiB of guest RAM; host frames "
-                    f"at most {hv.pool.peak / (1 << 20):.1f} MiB"
-                    + (f" of {hv.pool.limit >> 20} MiB" if hv.pool.limit else "")
+                    f"at most {peak / (1 << 20):.1f} MiB"
+                    + (f" of {limit >> 20} MiB" + (" per class" if len(hvs) > 1 else "")
+                       if limit else "")
                     + f"; host RSS {host_rss() / (1 << 20):.0f} MiB")
-    for col in ("VM", "result", "status", "vCPUs", "instructions", "exits", "seconds", "MIPS",
-                "guest RAM", "host frames"):
-        t.add_column(col, justify="left" if col in ("VM", "result") else "right")
+    for col in ("VM", "class", "result", "status", "vCPUs", "instructions", "exits", "seconds",
+                "MIPS", "guest RAM", "host frames"):
+        t.add_column(col, justify="left" if col in ("VM", "class", "result") else "right")
     for r in rows:
-        t.add_row(r["vm"], r["result"], str(r["exit_status"]), str(r["vcpus"]),
+        t.add_row(r["vm"], r["hypervisor"], r["result"], str(r["exit_status"]), str(r["vcpus"]),
                   f"{r['instructions']:,}", f"{r['exits']:,}", f"{r['seconds']:.3f}",
                   f"{r['mips']:,.1f}", f"{r['guest_ram'] >> 20} MiB",
                   f"{r['host_frames'] / (1 << 20):.1f} MiB")

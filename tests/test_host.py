@@ -59,6 +59,44 @@ console = "file:b.log"
     assert "poweroff" in proc.stderr and "host frames" in proc.stderr
 
 
+def test_vms_of_both_classes_run_at_once_each_as_it_runs_alone(tmp_path):
+    config = write(tmp_path, """
+hypervisor = "hosted"
+
+[[vm]]
+name = "n"
+image = "bench"
+hypervisor = "native"
+console = "file:n.log"
+
+[[vm]]
+name = "h"
+kernel = "kernel"
+vcpus = 2
+console = "file:h.log"
+
+[[vm]]
+name = "h2"
+image = "hello"
+console = "file:h2.log"
+""")
+    proc = run_hvemu("host", config, "--json", tmp_path / "out.json", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["vm"]: r for r in json.loads((tmp_path / "out.json").read_text())["vms"]}
+    assert {v: r["hypervisor"] for v, r in rows.items()} == {"n": "native", "h": "hosted",
+                                                              "h2": "hosted"}
+    for name, kwargs, log in (("n", dict(image="bench"), "n.log"),
+                              ("h", dict(kernel="kernel", vcpus=2), "h.log"),
+                              ("h2", dict(image="hello"), "h2.log")):
+        hv = Hypervisor()
+        vm = hv.create_vm(VMConfig(**{k: images(v) if isinstance(v, str) else v
+                                      for k, v in kwargs.items()}), Console())
+        alone = vm.run()
+        assert rows[name]["result"] == alone.reason == "poweroff"
+        assert rows[name]["instructions"] == alone.stats.instructions, name
+        assert (tmp_path / log).read_bytes() == vm.console.output_bytes, name
+
+
 def test_four_256_mib_vms_fit_in_a_512_mib_pool_when_what_they_touch_fits(tmp_path):
     vms = "".join(f'\n[[vm]]\nname = "v{i}"\nimage = "bench"\nmemory = "256M"\n'
                   for i in range(4))
@@ -191,6 +229,10 @@ def test_a_vm_spinning_with_interrupts_off_gets_only_its_share(shares, ratio):
     ('host_memory = "lots"\n[[vm]]\nimage = "hello"\n', 1, "host_memory"),
     ('speed = 3\n[[vm]]\nimage = "hello"\n', 1, "unknown setting"),
     ('host_memory = "64M"\n', None, "no [[vm]]"),
+    ('[[vm]]\nimage = "hello"\nhypervisor = "bare"\n', 3, "give one of native, hosted"),
+    ('hypervisor = 3\n[[vm]]\nimage = "hello"\n', 1, "hypervisor"),
+    ('[[vm]]\nimage = "hello"\nhypervisor = "hosted"\nconsole = "tcp:127.0.0.1:4444"\n', 4,
+     "a hosted VM's console"),
 ])
 def test_a_malformed_config_is_one_line_naming_the_line_and_key(tmp_path, text, line, fragment):
     config = write(tmp_path, text)

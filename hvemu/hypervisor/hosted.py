@@ -62,6 +62,10 @@ class HostedHypervisor(Hypervisor):
         self.pid: int | None = None           # the hypervisor's process, while it runs
         self.last_pid: int | None = None      # ... and after
 
+    @property
+    def host_memory(self) -> int | None:
+        return self.pool.limit if self.capped else None
+
     def run(self, vms=None) -> dict:
         vms = [vm for vm in (self.vms if vms is None else vms) if vm.state != "shutdown"]
         vcpus = [vc.vcpu for vm in vms for vc in vm.vcpus]

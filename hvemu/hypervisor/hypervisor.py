@@ -111,9 +111,16 @@ class Hypervisor:
     """Host frames and host CPU time for any number of VMs (`create_vm`), and the
     scheduler that runs them (`run`)."""
 
+    kind = "native"              # the system-VM class (hvemu.hypervisor.CLASSES)
+
     def __init__(self, host_memory: int | None = None, pool=None):
         self.pool = pool if pool is not None else _core.FramePool(host_memory)
         self.vms: list = []
+
+    @property
+    def host_memory(self) -> int | None:
+        """The cap on the host frames its VMs may hold together (None: no cap)."""
+        return self.pool.limit
 
     def create_vm(self, config, console=None):
         """A new VM on this hypervisor (booted, not yet running)."""
