@@ -1,4 +1,4 @@
-"""The user-mode hosted system VM (DESIGN.md, "Hypervisor classes"): the hypervisor is an
+"""The user-mode hosted system VM (README, "Hypervisor classes"): the hypervisor is an
 unprivileged process of the host OS, and every exit reaches it through the host OS.
 
 `HostedHypervisor.run` splits hvemu in two host processes:
