@@ -132,6 +132,12 @@ ctypedef struct HartState:
     uint64_t decodes
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t remote_hops  # hosted: round trips between the hypervisor's process and the core's
+    # the plain CSRs (no side effects: mscratch mepc mcause mtval, sscratch sepc scause
+    # stval), kept here so that a dual-mode hypervisor's privileged part (core/dual.pxi)
+    # and the Python CSR file are one state
+    uint64_t vcsr[8]
+    uint32_t dual         # dual-mode hosted: the core's privileged part handles what it can
+    uint64_t dual_handled # ... and how many exits it handled without a hop
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
     uint64_t menvcfg     # menvcfg and senvcfg: which cbo.* may run below M (core/cmo.pxi)

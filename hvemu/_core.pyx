@@ -58,6 +58,7 @@ include "core/cmo.pxi"
 include "core/trigger.pxi"
 include "core/interp.pxi"
 include "core/fastpath.pxi"
+include "core/dual.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -381,6 +382,28 @@ cdef class VCpu:
         msg = pipe_get(self.remote_resp)
         self.s.remote_hops += 1
         return msg
+
+    def vcsr_get(self, int i):
+        """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins)."""
+        return self.s.vcsr[i & 7]
+
+    def vcsr_set(self, int i, uint64_t v):
+        self.s.vcsr[i & 7] = v
+
+    @property
+    def dual(self):
+        """Dual-mode hosted: the core's privileged part handles the exits it can
+        (core/dual.pxi) before any reach the hypervisor's process."""
+        return bool(self.s.dual)
+
+    @dual.setter
+    def dual(self, bint on):
+        self.s.dual = on
+
+    @property
+    def dual_handled(self):
+        """Exits the privileged part handled in the core's own context (no hop)."""
+        return self.s.dual_handled
 
     @property
     def remote_hops(self):
@@ -756,6 +779,10 @@ def serve_remote(list vcpus, list memories, int req, int resp):
                 clock_gettime(CLOCK_MONOTONIC, &t0)
                 states[msg].oom = 0
                 r = run_loop(states[msg])
+                # dual-mode: the privileged part finishes what it can, here, and the
+                # guest goes on (a budget due meanwhile ends the next run_loop at once)
+                while r == EXIT_SYSTEM and states[msg].dual and privileged_part(states[msg]):
+                    r = run_loop(states[msg])
                 clock_gettime(CLOCK_MONOTONIC, &t1)
                 states[msg].core_ns += ((t1.tv_sec - t0.tv_sec) * 1000000000 +
                                         (t1.tv_nsec - t0.tv_nsec))

@@ -248,6 +248,8 @@ GATE_FIGURES = {
     "page_fault_exit": ("faults", "exit", 700_000, "native"),
     "hosted_csr_exit": ("csrloop", "exit", 62_500, "hosted"),
     "hosted_mmio_exit": ("mmioloop", "exit", 62_500, "hosted"),
+    "dual_csr_exit": ("csrloop", "exit", 62_500, "dual"),     # finished in the core
+    "dual_page_fault_exit": ("faults", "exit", 700_000, "dual"),
 }
 DEFAULT_COUNT_TOLERANCE = 0.10       # a figure may cost 10 % more host instructions
 

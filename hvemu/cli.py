@@ -209,9 +209,10 @@ def cli() -> None:
                    "(no pre-decoded fast path, no native twins)")
 @click.option("--hypervisor", "hv_class", type=click.Choice(HYPERVISOR_CLASSES),
               default="native", show_default=True,
-              help="the system-VM class: native (exits handled in the core's own process) "
-                   "or hosted (the hypervisor is a separate host process: one more hop "
-                   "through the host OS per exit)")
+              help="the system-VM class: native (exits handled in the core's own process), "
+                   "hosted (the hypervisor is a separate host process: one more hop "
+                   "through the host OS per exit) or dual (hosted, with a privileged part "
+                   "in the core that finishes plain-CSR accesses without the hop)")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
          stats, stats_json, trace, disks, reference, hv_class) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""

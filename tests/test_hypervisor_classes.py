@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_hvemu, stderr_lines
+from conftest import RV, run_hvemu, stderr_lines
 from test_boot_modes import OPENSBI_DYNAMIC, UBOOT, need
 
 from hvemu import images
@@ -234,3 +234,94 @@ def test_exit_costs_show_hosted_paying_exactly_one_more_hop_per_exit_than_native
         native, hosted = by[kind, "native"], by[kind, "hosted"]
         assert native["exits"] == hosted["exits"] > 10_000
         assert native["hops_per_exit"] == 0 and hosted["hops_per_exit"] == 1.0
+    # dual: the reads of mscratch never leave the core; a timer interrupt's mret, wfi and
+    # MMIO still hop, its handler's mcause/mepc accesses do not
+    dual = by["CSR read", "dual"]
+    assert dual["exits"] == by["CSR read", "native"]["exits"] and dual["hops_per_exit"] < 0.001
+    assert 0 < by["timer interrupt", "dual"]["hops_per_exit"] < 1
+
+
+# ---- the dual class's privileged part is a twin of the Python CSR handler ---------------
+
+PLAIN = [0x340, 0x341, 0x342, 0x343, 0x140, 0x141, 0x142, 0x143]
+OTHER = [0x300, 0x304, 0x305, 0x100, 0x104, 0x105, 0x180]   # left to the Python handler
+REGS = list(range(5, 21))                                     # x30, x31: the trap handler's
+
+
+def zicsr(f3: int, rd: int, rs1: int, csr: int) -> int:
+    return (csr << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | 0x73
+
+
+def beq(rs1: int, rs2: int, offset: int) -> int:
+    o = offset & 0x1FFF
+    return ((((o >> 12) & 1) << 31) | (((o >> 5) & 0x3F) << 25) | (rs2 << 20) | (rs1 << 15)
+            | (((o >> 1) & 0xF) << 8) | (((o >> 11) & 1) << 7) | 0x63)
+
+
+def random_csr_ops(rng, n: int, csrs: list[int]) -> list[int]:
+    ops = []
+    for _ in range(n):
+        f3 = rng.choice([1, 2, 3, 5, 6, 7])
+        rd = rng.choice([0, *REGS])
+        rs1 = rng.choice([0, *REGS]) if f3 < 4 else rng.randrange(32)
+        csr = rng.choice(csrs) if rng.random() < 0.85 else rng.choice(OTHER)
+        if csr in (0x300, 0x100, 0x180, 0x304, 0x104, 0x305, 0x105):
+            f3, rs1 = 2, 0          # only read those: the guest must stay where it is
+        ops.append(zicsr(f3, rd, rs1, csr))
+        if rng.random() < 0.2:      # new operands now and then
+            ops += RV.li(rng.choice(REGS), rng.randrange(-(1 << 31), 1 << 31))
+    return ops
+
+
+def auipc(rd: int) -> int:
+    return (rd << 7) | 0x17                                   # auipc rd, 0
+
+
+def flat(*parts) -> list[int]:
+    return [w for p in parts for w in (p if isinstance(p, list) else [p])]
+
+
+def twin_guest(seed: int) -> bytes:
+    """M-mode: random accesses to the plain CSRs (and reads of others); then S-mode: the
+    same on the S ones and on M ones, which trap into an M handler that skips them
+    (through mepc and mcause, which the privileged part handles too); ecall ends it."""
+    import random
+    rng = random.Random(seed)
+    handler = flat(zicsr(2, 31, 0, 0x342), RV.addi(30, 0, 9), None,   # beq: patched
+                   zicsr(2, 30, 0, 0x341), RV.addi(30, 30, 4), zicsr(1, 0, 30, 0x341),
+                   RV.MRET)
+    end = flat(RV.poweroff(0), RV.J_SELF)
+    h_at, end_at = 1, 1 + len(handler)
+    main_at = end_at + len(end)
+    handler[2] = beq(31, 30, 4 * (end_at - (h_at + 2)))
+    main = flat(auipc(5), RV.addi(5, 5, 4 * (h_at - main_at)), zicsr(1, 0, 5, 0x305),
+                *[RV.li(r, rng.randrange(-(1 << 31), 1 << 31)) for r in REGS],
+                random_csr_ops(rng, 300, PLAIN),
+                RV.li(6, 3 << 11), zicsr(3, 0, 6, 0x300),          # MPP = S
+                RV.li(6, 1 << 11), zicsr(2, 0, 6, 0x300))
+    here = main_at + len(main)
+    s_code = flat(random_csr_ops(rng, 300, PLAIN[4:] + PLAIN[:4]), RV.ECALL)
+    enter = flat(auipc(5), RV.addi(5, 5, 4 * 4), zicsr(1, 0, 5, 0x341), RV.MRET)
+    assert here + len(enter) - here == 4
+    words = flat(RV.jal(0, 4 * main_at), handler, end, main, enter, s_code)
+    return RV.code(words)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_privileged_part_leaves_the_virtual_state_the_python_handlers_leave(
+        seed, raw_image):
+    image = raw_image(twin_guest(seed), f"twin{seed}.bin")
+    ends = {}
+    for kind in ("native", "dual"):
+        out, vm = run_guest(kind, image=str(image))
+        assert (out.reason, out.exit_code) == ("poweroff", 0), (kind, out.detail)
+        ends[kind] = (out.stats.instructions, vm.architectural_state())
+        finished = out.stats.privileged_part
+    assert ends["dual"] == ends["native"]
+    assert finished > 400            # most plain accesses never left the core
+    # and step by step: the state after every 97 instructions is the same
+    total = ends["native"][0]
+    for k in range(40, total, 97):
+        states = [run_guest(kind, image=str(image), max_instructions=k)[1]
+                  .architectural_state() for kind in ("native", "dual")]
+        assert states[0] == states[1], f"after {k} instructions"

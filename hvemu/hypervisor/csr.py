@@ -10,7 +10,7 @@ illegal-instruction trap in the guest.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from ..board import ISA
@@ -75,15 +75,35 @@ class IllegalCsrAccess(Exception):
 
 @dataclass
 class FpState:
-    """Where mstatus.FS and fcsr live when the CSR file stands alone; a hart passes its
-    VCpu instead, since the core holds them (it sets FS Dirty as it executes)."""
+    """Where mstatus.FS, fcsr and the plain CSRs live when the CSR file stands alone; a
+    hart passes its VCpu instead, since the core holds them (it sets FS Dirty as it
+    executes; a dual-mode hypervisor's privileged part reads and writes the plain CSRs)."""
     fs: int = 0
     fflags: int = 0
     frm: int = 0
+    vcsr: list = field(default_factory=lambda: [0] * 8)
+
+    def vcsr_get(self, i: int) -> int:
+        return self.vcsr[i]
+
+    def vcsr_set(self, i: int, v: int) -> None:
+        self.vcsr[i] = v
+
+
+# the plain CSRs, stored in the core's HartState.vcsr (core/dual.pxi): attribute -> index
+PLAIN_CSRS = ("mscratch", "mepc", "mcause", "mtval", "sscratch", "sepc", "scause", "stval")
+
+
+def _plain_csr(i: int) -> property:
+    return property(lambda self: self.fpu.vcsr_get(i),
+                    lambda self, v: self.fpu.vcsr_set(i, v))
 
 
 class VirtualCsrFile:
     """Machine- and supervisor-level CSRs of one virtual hart.
+
+    The plain CSRs (PLAIN_CSRS) are properties over the core's HartState, shared with a
+    dual-mode hypervisor's privileged part.
 
     `instret` and `time` are callables giving the retired-instruction count and
     the virtual mtime; counters are derived from them (cycle = instret).  `fpu` holds
@@ -179,6 +199,11 @@ class VirtualCsrFile:
         r, w = self._read, self._write
 
         def plain(num: int, name: str, mask: int = (1 << 64) - 1) -> None:
+            if name in PLAIN_CSRS:              # straight to the core's HartState.vcsr
+                i, get, put = PLAIN_CSRS.index(name), self.fpu.vcsr_get, self.fpu.vcsr_set
+                r[num] = partial(get, i)
+                w[num] = lambda v: put(i, v & mask)
+                return
             r[num] = partial(getattr, self, name)
             w[num] = lambda v: setattr(self, name, v & mask)
 
@@ -348,3 +373,7 @@ class VirtualCsrFile:
             except IllegalCsrAccess:
                 pass
         return out
+
+
+for _i, _name in enumerate(PLAIN_CSRS):
+    setattr(VirtualCsrFile, _name, _plain_csr(_i))

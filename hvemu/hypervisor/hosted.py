@@ -151,6 +151,21 @@ class HostedHypervisor(Hypervisor):
             os._exit(code)
 
 
+class DualHypervisor(HostedHypervisor):
+    """Dual-mode hosted: a hosted hypervisor plus a privileged part in the core's own
+    context (core/dual.pxi) that finishes the exits it can -- accesses to the plain
+    CSRs -- without the hop; everything else, devices and I/O included, goes to the
+    hypervisor's process as in the hosted class, as KVM + QEMU split the work."""
+
+    kind = "dual"
+
+    def run(self, vms=None) -> dict:
+        for vm in (self.vms if vms is None else vms):
+            for vc in vm.vcpus:
+                vc.vcpu.dual = True
+        return super().run(vms)
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     while True:
@@ -161,9 +176,11 @@ def _read_all(fd: int) -> bytes:
 
 
 def make_hypervisor(kind: str, host_memory: int | None = None, reserve: int | None = None):
-    """The hypervisor of a class: native (default) or hosted."""
+    """The hypervisor of a class: native (default), hosted or dual."""
     if kind == "native":
         return Hypervisor(host_memory=host_memory)
     if kind == "hosted":
         return HostedHypervisor(host_memory=host_memory, reserve=reserve)
+    if kind == "dual":
+        return DualHypervisor(host_memory=host_memory, reserve=reserve)
     raise UsageError(f"hypervisor class {kind!r}: give one of {', '.join(CLASSES)}")

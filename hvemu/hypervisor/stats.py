@@ -23,6 +23,7 @@ class ExitStats:
     core_seconds: float = 0.0                                   # inside the fast path
     shadow: dict = field(default_factory=dict)
     host_frames: int = 0                                        # bytes of host frames its RAM holds
+    privileged_part: int = 0        # exits a dual hypervisor's privileged part finished in the core
 
     @property
     def total_exits(self) -> int:
@@ -45,6 +46,7 @@ class ExitStats:
             "handler_seconds": round(self.handler_seconds, 6),
             "exits": {REASON_NAMES[i]: n for i, n in enumerate(self.exits) if i in REASON_NAMES},
             "exits_total": self.total_exits,
+            "exits_finished_in_the_core": self.privileged_part,
             "exits_per_second": round(self.total_exits / self.seconds, 1) if self.seconds else 0,
             "privileged_instructions": dict(self.privileged),
             "exceptions": {cause_name(c): n for c, n in self.exceptions.items()},

@@ -1,0 +1,52 @@
+# The privileged part of a dual-mode hosted hypervisor: exits it can finish in the
+# core's own context, in C, without the hop to the hypervisor's process.
+#
+# It handles the Zicsr instructions (CSRRW/S/C and their immediate forms) on the plain
+# CSRs -- mscratch, mepc, mcause, mtval and their S-mode twins, whose reads and writes
+# have no side effect (privileged spec, sections 3.1.17-3.1.21 and 4.1.7-4.1.10) --
+# exactly as hvemu/hypervisor/privileged.py's csr_instruction does: the same privilege
+# check, the same WARL rule (xepc bit 0 reads zero: IALIGN 16, C is on), rd written only
+# after the read, the write skipped for CSRRS/CSRRC with rs1 = x0.  The state is the one
+# the Python CSR file reads and writes (HartState.vcsr), so the two stay one.  Anything
+# else (another CSR, an access it would make illegal) is left to the hypervisor.
+
+cdef inline int plain_csr_index(uint32_t csr) noexcept nogil:
+    """0-7 for mscratch mepc mcause mtval sscratch sepc scause stval, else -1."""
+    if 0x340 <= csr <= 0x343:
+        return csr - 0x340
+    if 0x140 <= csr <= 0x143:
+        return 4 + csr - 0x140
+    return -1
+
+
+cdef int privileged_part(HartState* s) noexcept nogil:
+    """Finish the SYSTEM exit in s.exit if it is a plain-CSR access: 1, else 0."""
+    cdef uint32_t insn = s.exit.insn
+    cdef uint32_t f3 = (insn >> 12) & 7, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31
+    cdef uint32_t csr = insn >> 20, op = f3 & 3
+    cdef int i
+    cdef uint64_t src, old, new
+    if (insn & 0x7F) != 0x73 or op == 0 or s.exit.insn_len != 4:
+        return 0
+    i = plain_csr_index(csr)
+    if i < 0 or s.priv < ((csr >> 8) & 3):
+        return 0
+    src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
+    old = s.vcsr[i]
+    if op == 1:                                # CSRRW
+        new = src
+    elif rs1 == 0:                             # CSRRS/CSRRC without a write
+        new = old
+    elif op == 2:
+        new = old | src
+    else:
+        new = old & ~src
+    if i == 1 or i == 5:                       # mepc, sepc
+        new &= ~(<uint64_t>1)
+    s.vcsr[i] = new
+    if rd:
+        s.x[rd] = old
+    s.pc = s.exit.pc + 4
+    s.instret += 1
+    s.dual_handled += 1
+    return 1
