@@ -71,6 +71,7 @@ QEMU_SPELLINGS = {
     "-initrd": "--initrd",
     "-append": "--append",
     "-smp": "--vcpus",
+    "-qmp": "--qmp",
 }
 
 
@@ -192,8 +193,12 @@ def cli() -> None:
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
+@click.option("--qmp", "qmp", multiple=True, metavar="unix:PATH|tcp:HOST:PORT,server,wait=off",
+              help="a QMP control socket, QEMU's protocol and spelling (QEMU: -qmp)")
+@click.option("-S", "hold", is_flag=True,
+              help="do not start the guest: wait for QMP's cont (or gdb's continue)")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference) -> None:
+         stats, stats_json, trace, disks, reference, qmp, hold) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -230,7 +235,12 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
     if interactive:
         console.vm = vm
         console.on_stats = lambda: print_stats(vm.live_stats())
-    outcome = run_on_terminal(vm, console if interactive else None)
+    from .control.setup import attach
+    controls = attach(vm, console, qmp=qmp, hold=hold)
+    try:
+        outcome = run_on_terminal(vm, console if interactive else None)
+    finally:
+        controls.close()
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
                "timeout": f"stopped: --timeout of {timeout or 0:g} s reached",

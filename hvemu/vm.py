@@ -173,6 +173,9 @@ class VM:
         self.hart = self.hv.hart
         self.images: list[LoadedImage] = []
         self.state = "created"
+        # callables (event, data) told of the lifecycle, from the thread it happens on:
+        # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
+        self.listeners: list = []
         self.boot()
         hypervisor.add(self)
 
@@ -371,6 +374,7 @@ class VM:
             self.console.flush()
         finally:
             self.close_disks()
+        self.notify("SHUTDOWN", stop=stop.reason)
         code = self.power.exit_code if stop.reason == "poweroff" else 0
         return Outcome(stop.reason, code, stop.detail, self.live_stats())
 
@@ -419,9 +423,17 @@ class VM:
         self.control.ask("pause")
 
     def resume(self) -> None:
+        was = self.control.paused or self.control.request == "pause"
         self.control.resume()
         if self.state == "paused":
             self.state = "running"
+        if was:
+            self.notify("RESUME")
+
+    def notify(self, event: str, **data) -> None:
+        """Tell the listeners (QMP, the gdb stub) of a lifecycle event."""
+        for fn in list(self.listeners):
+            fn(event, data)
 
     def shutdown(self) -> None:
         """Stop the guest as if its power were cut; disks are flushed and closed."""
