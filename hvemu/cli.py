@@ -72,6 +72,7 @@ QEMU_SPELLINGS = {
     "-append": "--append",
     "-smp": "--vcpus",
     "-qmp": "--qmp",
+    "-gdb": "--gdb",
 }
 
 
@@ -197,8 +198,11 @@ def cli() -> None:
               help="a QMP control socket, QEMU's protocol and spelling (QEMU: -qmp)")
 @click.option("-S", "hold", is_flag=True,
               help="do not start the guest: wait for QMP's cont (or gdb's continue)")
+@click.option("--gdb", "gdb", default=None, metavar="tcp::PORT",
+              help="a gdb remote stub on this socket (QEMU: -gdb tcp::1234)")
+@click.option("-s", "gdb_default", is_flag=True, help="shorthand for --gdb tcp::1234 (QEMU: -s)")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference, qmp, hold) -> None:
+         stats, stats_json, trace, disks, reference, qmp, hold, gdb, gdb_default) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -236,7 +240,9 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
         console.vm = vm
         console.on_stats = lambda: print_stats(vm.live_stats())
     from .control.setup import attach
-    controls = attach(vm, console, qmp=qmp, hold=hold)
+    if gdb_default and gdb is None:
+        gdb = "tcp::1234"
+    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold)
     try:
         outcome = run_on_terminal(vm, console if interactive else None)
     finally:

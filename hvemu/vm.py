@@ -176,6 +176,7 @@ class VM:
         # callables (event, data) told of the lifecycle, from the thread it happens on:
         # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
         self.listeners: list = []
+        self.debugger = None                     # the gdb stub, when one is attached
         self.boot()
         hypervisor.add(self)
 

@@ -178,7 +178,7 @@ class Hypervisor:
         several = len(vm.vcpus) > 1
         try:
             for vc in vm.vcpus:
-                if vc.hsm != STARTED:
+                if vc.hsm != STARTED or vc.held:        # (held: by a debugger)
                     continue
                 if vc.waiting:
                     if not vc.wakeable():
