@@ -201,8 +201,13 @@ def cli() -> None:
 @click.option("--gdb", "gdb", default=None, metavar="tcp::PORT",
               help="a gdb remote stub on this socket (QEMU: -gdb tcp::1234)")
 @click.option("-s", "gdb_default", is_flag=True, help="shorthand for --gdb tcp::1234 (QEMU: -s)")
+@click.option("--record", default=None, metavar="FILE",
+              help="log the run's inputs (console input, host clock, disk identities) to FILE")
+@click.option("--replay", default=None, metavar="FILE",
+              help="run again from a --record FILE: the same output and instructions")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference, qmp, hold, gdb, gdb_default) -> None:
+         stats, stats_json, trace, disks, reference, qmp, hold, gdb, gdb_default, record,
+         replay) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -230,8 +235,9 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks],
                       initrd=initrd, append=append, clock=clock, vcpus=vcpus)
-    interactive = sys.stdin.isatty()
-    console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
+    interactive = sys.stdin.isatty() and replay is None    # a replay's input is recorded
+    console = (TerminalConsole(sys.stdin.fileno()) if interactive
+               else stdout_console(replay is None))
     vm = VM(config, console)
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
@@ -242,11 +248,12 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
     from .control.setup import attach
     if gdb_default and gdb is None:
         gdb = "tcp::1234"
-    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold)
+    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold, record=record, replay=replay)
+    outcome = None
     try:
         outcome = run_on_terminal(vm, console if interactive else None)
     finally:
-        controls.close()
+        controls.close(outcome)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
                "timeout": f"stopped: --timeout of {timeout or 0:g} s reached",

@@ -310,6 +310,8 @@ class GdbStub:
         text = packet.decode("latin-1")
         cmd = text[:1]
         vm = self.vm
+        if cmd in "GPMX" and getattr(self.control, "recording", False):
+            return "E01"          # --record: a write from the debugger would not be replayed
         if text.startswith("qSupported"):
             return ("PacketSize=4000;qXfer:features:read+;vContSupported+;"
                     "QStartNoAckMode+;swbreak+;hwbreak+")

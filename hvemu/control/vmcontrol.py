@@ -16,7 +16,7 @@ class VmControl:
         self.prelaunch = False          # -S: stopped before the first instruction
         self.debug_stop = False         # stopped by the gdb stub (status "debug")
         self.shutdown_cause = None      # why the host shut the VM down (QMP's SHUTDOWN)
-        self.on_powerdown = []          # callbacks: POWERDOWN is announced before it acts
+        self.recording = False          # --record: debuggers may not write registers/memory
 
     # ---- state ----
     def stopped(self) -> bool:

@@ -1,0 +1,182 @@
+"""--record and --replay: an interactive session (the echo guest reads the console and
+answers each byte) recorded with input arriving whenever the host sends it, replayed
+byte-identical with the same instruction count; the host clock recorded and replayed;
+and recordings that must be refused."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from conftest import EXIT_DATAERR, run_hvemu
+
+EXIT_SOFTWARE = 70
+
+
+def hvemu_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "hvemu.cli", "boot", *map(str, args)]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.pop("HVEMU_DEBUG", None)
+    return e
+
+
+def record_session(tmp_path, name: str, typed: list[tuple[float, bytes]], *extra,
+                   qmp_pause: bool = False):
+    """Run the echo guest with --record, feeding `typed` [(delay, bytes)] on its stdin;
+    returns (exit code, stdout bytes, figures, recording path)."""
+    rec = tmp_path / f"{name}.rec"
+    stats = tmp_path / f"{name}.json"
+    args = ["echo", "--record", rec, "--stats-json", stats, *extra]
+    sock = tmp_path / f"{name}.sock"
+    if qmp_pause:
+        args += ["--qmp", f"unix:{sock},server,wait=off"]
+    proc = subprocess.Popen(hvemu_cmd(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env())
+    try:
+        if qmp_pause:
+            pause_over_qmp(sock)
+        for delay, data in typed:
+            time.sleep(delay)
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    return proc.returncode, out, json.loads(stats.read_text()), rec
+
+
+def pause_over_qmp(sock) -> None:
+    from qemu.qmp import QMPClient
+
+    async def pause():
+        end = time.monotonic() + 30
+        while not sock.exists():
+            assert time.monotonic() < end
+            await asyncio.sleep(0.05)
+        client = QMPClient("test")
+        await client.connect(str(sock))
+        await asyncio.sleep(0.3)
+        await client.execute("stop")
+        await asyncio.sleep(0.3)
+        await client.execute("cont")
+        await client.disconnect()
+    asyncio.run(pause())
+
+
+def replay(rec, stats, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(hvemu_cmd(*args, "--replay", rec, "--stats-json", stats),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                          env=env())
+
+
+def test_an_interactive_session_replays_byte_identical(tmp_path):
+    typed = [(0.5, b"ls -l\n"), (0.7, b"echo hi\n"), (0.4, b"cat /etc/motd\n"), (0.3, b"q")]
+    code, out, figures, rec = record_session(tmp_path, "a", typed)
+    assert out.startswith(b"echo: ready\n")
+    assert b"LS -L\nECHO HI\nCAT /ETC/MOTD\n" in out           # the guest answered
+    again = replay(rec, tmp_path / "replay.json", "echo")
+    assert again.returncode == code, again.stderr.decode()
+    assert again.stdout == out                                  # byte-identical
+    replayed = json.loads((tmp_path / "replay.json").read_text())
+    assert replayed["instructions"] == figures["instructions"]
+    assert replayed["exits"] == figures["exits"]
+    # the same keys typed later make another run: the recording is what makes it repeatable
+    _, _, later, _ = record_session(tmp_path, "b", [(2.5, b"ls -l\n"), (0.1, b"q")])
+    assert later["instructions"] != figures["instructions"]
+
+
+def test_a_session_paused_over_qmp_replays_identically(tmp_path):
+    require = __import__("conftest").require_module
+    require("qemu.qmp", "qemu.qmp")
+    code, out, figures, rec = record_session(tmp_path, "p", [(0.5, b"abc"), (0.5, b"q")],
+                                             qmp_pause=True)
+    lines = [json.loads(line) for line in rec.read_text().splitlines()[1:-1]]
+    quanta = [e for e in lines if e[0] == "q"]
+    assert any(e[2] % (1 << 22) for e in quanta[:-1])          # the pause cut a quantum short
+    again = replay(rec, tmp_path / "r.json", "echo")
+    assert again.returncode == code and again.stdout == out, again.stderr.decode()
+    assert json.loads((tmp_path / "r.json").read_text())["instructions"] == \
+        figures["instructions"]
+
+
+def test_the_host_clock_is_recorded_and_replayed(tmp_path):
+    """The teaching kernel, preempted by timer interrupts that follow the host's clock:
+    two recordings differ, each replays exactly."""
+    runs = []
+    for name in ("h1", "h2"):
+        rec, stats = tmp_path / f"{name}.rec", tmp_path / f"{name}.json"
+        proc = subprocess.run(hvemu_cmd("--kernel", "kernel", "--clock", "host", "--record",
+                                        rec, "--stats-json", stats),
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                              env=env())
+        assert proc.returncode == 0, proc.stderr.decode()
+        runs.append((proc.stdout, json.loads(stats.read_text())["instructions"], rec))
+    for out, instructions, rec in runs:
+        assert any(line.startswith('["c",') for line in rec.read_text().splitlines())
+        again = replay(rec, tmp_path / "again.json", "--kernel", "kernel", "--clock", "host")
+        assert again.returncode == 0, again.stderr.decode()
+        assert again.stdout == out
+        assert json.loads((tmp_path / "again.json").read_text())["instructions"] == instructions
+
+
+def one_line(proc, code: int, *words: str) -> None:
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == code, err
+    assert len(lines) == 1 and lines[0].startswith("hvemu: --replay"), err
+    for w in words:
+        assert w in lines[0], err
+
+
+def test_refused_recordings_are_one_line(tmp_path):
+    _, _, _, rec = record_session(tmp_path, "a", [(0.2, b"x"), (0.1, b"q")])
+    text = rec.read_text()
+    truncated = tmp_path / "truncated.rec"
+    truncated.write_text(text.rsplit("\n", 2)[0] + "\n")       # the trailer is gone
+    one_line(run_hvemu("boot", "echo", "--replay", truncated), EXIT_DATAERR, "truncated")
+    cut = tmp_path / "cut.rec"
+    cut.write_text(text[:len(text) // 2])                      # cut in a line
+    one_line(run_hvemu("boot", "echo", "--replay", cut), EXIT_DATAERR)
+    one_line(run_hvemu("boot", "hello", "--replay", rec), EXIT_DATAERR, "another image")
+    one_line(run_hvemu("boot", "echo", "-m", "64M", "--replay", rec), EXIT_DATAERR, "memory")
+    junk = tmp_path / "junk.rec"
+    junk.write_text("not a recording\n")
+    one_line(run_hvemu("boot", "echo", "--replay", junk), EXIT_DATAERR, "not an hvemu")
+    one_line(run_hvemu("boot", "echo", "--replay", tmp_path / "missing.rec"), 66)
+    # a recording that was edited so that the guest would see other input: caught
+    edited = tmp_path / "edited.rec"
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith('["i",'))
+    event = json.loads(lines[at])
+    assert event[2].startswith("78")                           # the 'x' typed
+    event[2] = "79" + event[2][2:]                             # becomes 'y'
+    lines[at] = json.dumps(event)
+    edited.write_text("\n".join(lines) + "\n")
+    proc = run_hvemu("boot", "echo", "--replay", edited)
+    assert proc.returncode == EXIT_SOFTWARE and "diverged" in proc.stderr, proc.stderr
+
+
+def test_disks_must_be_as_they_were_when_recording_began(tmp_path):
+    disk = tmp_path / "disk.img"
+    assert run_hvemu("disk", "create", disk, "1M").returncode == 0
+    saved = tmp_path / "disk.saved"
+    shutil.copy(disk, saved)
+    rec = tmp_path / "disk.rec"
+    first = run_hvemu("boot", "disk-reboot", "--disk", disk, "--record", rec, timeout=120)
+    assert first.returncode == 0, first.stderr
+    # the run wrote to the disk: replaying on it now is refused
+    one_line(run_hvemu("boot", "disk-reboot", "--disk", disk, "--replay", rec), EXIT_DATAERR,
+             "disk 0", "differs")
+    shutil.copy(saved, disk)                                   # as it was
+    again = run_hvemu("boot", "disk-reboot", "--disk", disk, "--replay", rec, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
