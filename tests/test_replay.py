@@ -180,3 +180,51 @@ def test_disks_must_be_as_they_were_when_recording_began(tmp_path):
     again = run_hvemu("boot", "disk-reboot", "--disk", disk, "--replay", rec, timeout=120)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
+
+
+def test_an_interactive_linux_shell_session_replays_byte_identical(tmp_path):
+    """Debian's kernel and a busybox shell (tests/linuxkit.py), commands typed at the
+    prompt over a pipe whenever it appears, recorded and replayed."""
+    import select
+
+    from linuxkit import SHELL_INIT, debian_kernel, initramfs
+    args = ["--kernel", debian_kernel(), "--initrd", initramfs(SHELL_INIT),
+            "--append", "console=ttyS0 quiet", "-m", "256M"]
+    rec, stats = tmp_path / "linux.rec", tmp_path / "linux.json"
+    proc = subprocess.Popen(hvemu_cmd(*args, "--record", rec, "--stats-json", stats),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env())
+    seen = bytearray()
+
+    def prompt(start: int) -> int:
+        end = time.monotonic() + 300
+        while b"~ # " not in seen[start:]:
+            assert time.monotonic() < end, bytes(seen[-500:])
+            ready, _, _ = select.select([proc.stdout], [], [], 5)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, bytes(seen[-500:])
+                seen.extend(chunk)
+        return seen.index(b"~ # ", start) + 4
+
+    try:
+        at = prompt(0)
+        for line in (b"echo $((6*7)); uname -m\n", b"ls /proc | wc -l; date +%Y\n"):
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            at = prompt(at)
+            time.sleep(0.3)
+        proc.stdin.write(b"poweroff -f\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    seen.extend(out)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"\r\n42\r\nriscv64\r\n" in seen
+    again = replay(rec, tmp_path / "again.json", *args)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert again.stdout == bytes(seen)
+    assert json.loads((tmp_path / "again.json").read_text())["instructions"] == \
+        json.loads(stats.read_text())["instructions"]
