@@ -338,3 +338,23 @@ def test_debugger_points_stop_before_the_instruction_and_leave_memory_alone(
     assert outcome is not None and (outcome.reason, outcome.exit_code) == ("poweroff", 0)
     assert vm.memory.read(DATA, 4) == (42).to_bytes(4, "little")
     assert len(catch.hits) == 1
+
+
+def test_the_guest_runs_on_when_gdb_goes_away():
+    port = free_port()
+    proc = start_hvemu("--kernel", "kernel", "-S", "--gdb", f"tcp::{port}")
+    try:
+        wait_port(port, proc)
+        c = Rsp(port)
+        assert c.ask(b"Z0,%x,2" % symbol("kprintf")) == b"OK"
+        stop = c.ask(b"vCont;c")
+        assert stop.startswith(b"T05swbreak:;")
+        pc = int.from_bytes(bytes.fromhex(c.ask(b"p20").decode()), "little")
+        assert pc == symbol("kprintf")
+        c.s.close()                                  # no D, no k: the connection just ends
+        code, out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err
+    assert "kernel: all processes exited" in out     # it ran to the end, breakpoint gone

@@ -339,3 +339,30 @@ def test_ctrl_a_c_opens_the_human_monitor_on_the_console():
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_guest_reboot_is_a_guest_reset_event(tmp_path):
+    qmp = qmp_module()
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    sock = tmp_path / "q.sock"
+    proc = start_hvemu("disk-reboot", "--disk", disk, "-S",
+                       "--qmp", f"unix:{sock},server,wait=off")
+    try:
+        wait_for_path(sock, proc)
+
+        async def session():
+            client = qmp.QMPClient("test")
+            await client.connect(str(sock))
+            await client.execute("cont")
+            event = await next_event(client, "RESET", timeout=60)
+            assert event["data"] == {"guest": True, "reason": "guest-reset"}
+            event = await next_event(client, "SHUTDOWN", timeout=60)
+            assert event["data"] == {"guest": True, "reason": "guest-shutdown"}
+            await closing(client)
+        asyncio.run(session())
+        code, _, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err

@@ -13,7 +13,8 @@ stores: the shadow TLB never caches a page one covers, so every access to such a
 reaches the core's fill path, which stops before an access that touches the watched
 bytes (RISC-V's "before" timing, which gdb steps over).  Other pages run at full speed.
 
-A connection stops the VM (QEMU's behaviour); it runs again on c/s/vCont or D.  A
+A connection stops the VM (QEMU's behaviour); it runs again on c/s/vCont, D, or when
+gdb goes away.  A
 packet whose checksum is wrong is refused with `-` (NAK); a packet gdb has no use for
 us answering gets the empty reply; a bad argument gets E01."""
 from __future__ import annotations
@@ -114,6 +115,7 @@ class GdbStub:
         self.noack = False
         self.conn: socket.socket | None = None
         self._closed = False
+        self._ran = False
         self.vm.debugger = self
         self.vm.listeners.append(self.vm_event)
         from .monitor import Monitor
@@ -172,6 +174,11 @@ class GdbStub:
                 pass
             finally:
                 self.conn = None
+                if self._ran:                   # gdb went away: the guest runs on, as in QEMU
+                    self._detach()              # (one held by -S stays held)
+                else:
+                    self.points.clear()
+                    self._push_points()
                 try:
                     conn.close()
                 except OSError:
@@ -182,7 +189,8 @@ class GdbStub:
             if conn.family != socket.AF_UNIX else None
         self.noack = False
         self.thread = 0
-        if self.vm.state != "shutdown":
+        self._ran = not self.control.stopped()     # resume it when gdb goes away?
+        if self.vm.state != "shutdown" and self._ran:
             self.control.debug_stop = True
             self.control.stop()
         self.buf = b""
@@ -293,6 +301,7 @@ class GdbStub:
             raise BadPacket("no thread to resume")
         self.stop_info = None
         self.stopped_event.clear()
+        self._ran = True
         self.control.cont()
         return RESUMED
 

@@ -173,6 +173,9 @@ class VirtualCpu:
 
     def on_debug(self) -> None:
         """A debugger's breakpoint or watchpoint, before the instruction ran."""
+        if self.vm.debugger is None:             # points left with no debugger: drop them
+            self.vcpu.set_debug_points([])
+            return
         self.vm.debugger.stopped(self, "debug")
 
     def on_nomem(self) -> None:
