@@ -230,3 +230,30 @@ def test_an_interactive_linux_shell_session_replays_byte_identical(tmp_path):
     assert again.stdout == bytes(seen)
     assert json.loads((tmp_path / "again.json").read_text())["instructions"] == \
         json.loads(stats.read_text())["instructions"]
+
+
+def test_a_replay_can_be_debugged_with_gdb(tmp_path):
+    """Breakpoints, a step and a watchpoint stop the replay where gdb wants; its quanta go
+    on afterwards and it still replays exactly."""
+    from test_gdb import KERNEL_ELF, finish, free_port, gdb, wait_port
+    rec = tmp_path / "kernel.rec"
+    first = subprocess.run(hvemu_cmd("--kernel", "kernel", "--record", rec),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120, env=env())
+    assert first.returncode == 0
+    port = free_port()
+    proc = subprocess.Popen(hvemu_cmd("--kernel", "kernel", "-S", "--gdb", f"tcp::{port}",
+                                      "--replay", rec),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env())
+    try:
+        wait_port(port, proc)
+        out = gdb(port, KERNEL_ELF, "break kprintf", "continue", "continue", "stepi", "delete",
+                  "watch *(long *)&context_switches", "continue", "delete", "detach")
+        code, console, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.count("Breakpoint 1, ") == 2, out
+    assert "Old value = 0" in out and "New value = 1" in out, out
+    assert code == 0, err
+    assert console.encode() == first.stdout

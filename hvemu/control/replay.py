@@ -19,10 +19,11 @@ scheduler's quanta are fixed.  What is not is logged, as JSON lines:
 * a trailer: how the run ended, its instruction count and its console output's length
   and SHA-256.  A file without it is truncated, and refused.
 
-The replay refuses a recording of another image or configuration, or disks whose
-content differs (restore them as they were when the recording began), each with one
-`hvemu:` line; at the end it checks the trailer: a replay that does not give the same
-instructions and console output says so (exit 70)."""
+A replay may itself be paused or debugged (QMP stop, gdb breakpoints and steps): its
+quanta go on where they stopped.  The replay refuses a recording of another image or
+configuration, or disks whose content differs (restore them as they were when the
+recording began), each with one `hvemu:` line; at the end it checks the trailer: a
+replay that does not give the same instructions and console output says so (exit 70)."""
 from __future__ import annotations
 
 import hashlib
@@ -333,6 +334,10 @@ class Replayer:
                                    f"({stop.reason}) at {vc.vcpu.instret}, the recording "
                                    f"{how} at {end}") from None
                 raise
+            control = self.vm.control
+            if vc.vcpu.instret < end and (control.paused or control.request == "pause"):
+                self.quanta.insert(0, entry)       # the replay itself was paused (QMP, a
+                return False                       # debugger): the quantum goes on later
             if vc.vcpu.instret != end:
                 raise Diverged(f"--replay {self.path}: the replay diverged: hart "
                                f"{vc.hartid}'s quantum ended at {vc.vcpu.instret}, the "
