@@ -114,6 +114,12 @@ def test_gdb_debugs_the_teaching_kernel_and_the_run_stays_the_same():
                   "watch *(long *)&context_switches",
                   "continue",
                   "delete",
+                  "rwatch *(long *)&have_time_ext",
+                  "continue",
+                  "delete",
+                  "awatch *(long *)&next_free",
+                  "continue",
+                  "delete",
                   "detach")
         code, console, err = finish(proc)
     finally:
@@ -155,6 +161,11 @@ def test_gdb_debugs_the_teaching_kernel_and_the_run_stays_the_same():
                       out)
     assert watch, out
     assert int(watch.group(2)) == int(watch.group(1)) + 1
+    # a read watchpoint fires on a load, an access watchpoint on either
+    assert re.search(r"Hardware read watchpoint 3: \*\(long \*\)&have_time_ext\s+"
+                     r"Value = \d+\s+0x[0-9a-f]+ in \w+ \(\)", out), out
+    assert re.search(r"Hardware access \(read/write\) watchpoint 4: \*\(long \*\)&next_free"
+                     r"\s+Value = \d+\s+0x[0-9a-f]+ in alloc_page \(\)", out), out
     assert "detached" in out
     # breakpoints, steps and a watchpoint changed nothing the guest sees: the same output
     assert console.encode() == plain.stdout
@@ -162,7 +173,7 @@ def test_gdb_debugs_the_teaching_kernel_and_the_run_stays_the_same():
 
 def test_threads_ctrl_c_invisible_breakpoints_and_kill():
     port = free_port()
-    proc = start_hvemu("spin", "-smp", "2", "--gdb", f"tcp::{port}")
+    proc = start_hvemu("spin", "-smp", "2", "-gdb", f"tcp::{port}")     # QEMU's spelling
     try:
         wait_port(port, proc)
         main = symbol("main", SPIN_ELF)

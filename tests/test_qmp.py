@@ -211,7 +211,7 @@ def test_clients_in_turn_over_tcp_and_a_guest_poweroff_event():
     with socket.socket() as probe:                  # a free port
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = start_hvemu("hello", "-S", "--qmp", f"tcp:127.0.0.1:{port},server,wait=off")
+    proc = start_hvemu("hello", "-S", "-qmp", f"tcp:127.0.0.1:{port},server,wait=off")
 
     async def connect():
         client = qmp.QMPClient("test")
