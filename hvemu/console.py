@@ -287,7 +287,10 @@ class TerminalConsole(Console):
             self._line.clear()
             self._write("\r\n")
             if line.strip():
-                self._write(self.monitor.execute(line))
+                try:
+                    self._write(self.monitor.execute(line))
+                except Exception as e:            # a monitor bug must not end the guest
+                    self._write(f"internal error: {type(e).__name__}: {e}\r\n")
             self._write("(hvemu) ")
         elif byte in (0x7F, 0x08):
             if self._line:

@@ -206,6 +206,32 @@ def test_malformed_input_gets_qmp_errors_and_the_connection_stays_usable(qmp_vm)
     assert status["id"] == "x" and status["return"]["status"] == "running"
 
 
+def test_values_split_across_reads_huge_or_deep_input(qmp_vm):
+    proc, sock = qmp_vm
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(sock))
+    f = s.makefile("rb")
+    assert "QMP" in json.loads(f.readline())
+    for part in (b'{"execute": "qmp_capa', b'bilities", "arguments": {}}'):   # split in a
+        s.sendall(part)                                                     # string
+        time.sleep(0.2)
+    assert json.loads(f.readline()) == {"return": {}}
+    s.sendall(b"[" * 100000 + b"]" * 100000 + b"\n")          # too deep for a parser
+    assert json.loads(f.readline())["error"]["class"] == "GenericError"
+    s.sendall(b'{"execute": "' + b"x" * (2 << 20))               # never ends, 2 MiB
+    assert "exceeds" in json.loads(f.readline())["error"]["desc"]
+    s.sendall(b'"}\n{"execute": "query-status", "id": 1}\n')
+    replies = []                                  # the rest of the huge value: errors
+    while not replies or "id" not in replies[-1]:
+        replies.append(json.loads(f.readline()))
+        assert len(replies) < 20
+    assert all("error" in r for r in replies[:-1])
+    assert replies[-1]["id"] == 1 and replies[-1]["return"]["status"] == "running"
+    s.close()
+    assert proc.poll() is None
+
+
 def test_clients_in_turn_over_tcp_and_a_guest_poweroff_event():
     qmp = qmp_module()
     with socket.socket() as probe:                  # a free port

@@ -243,6 +243,9 @@ class GdbStub:
             if not chunk:
                 return None
             self.buf += chunk
+            if len(self.buf) > 1 << 20:           # no packet is this long: drop it, NAK
+                self.buf = b""
+                conn.sendall(b"-")
 
     def _send(self, conn, reply: str | bytes) -> None:
         data = reply.encode() if isinstance(reply, str) else reply

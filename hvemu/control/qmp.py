@@ -26,6 +26,7 @@ from .endpoint import Endpoint, close_listener, listen
 from .monitor import Monitor, version
 
 COMMANDS: dict[str, Callable] = {}
+MAX_INPUT = 1 << 20             # bytes of one incomplete JSON value before it is refused
 
 
 class QmpError(Exception):
@@ -154,6 +155,36 @@ def check_arguments(fn, name: str, args: dict) -> None:
 
 
 # ---- the protocol ----
+def split_value(text: str) -> int | None:
+    """The end of the first JSON value in text (which starts with no whitespace), or None
+    if it is not complete yet.  A value not in braces or brackets ends at whitespace."""
+    if text[0] not in "{[":
+        for i, c in enumerate(text):
+            if c in " \t\r\n":
+                return i
+        return None if len(text) < 64 else len(text)
+    depth = 0
+    in_string = escaped = False
+    for i, c in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+
 class Session:
     """One client connection."""
 
@@ -184,7 +215,6 @@ class Session:
 
     def serve(self) -> None:
         self.send({"QMP": {"version": version_info(), "capabilities": []}})
-        decoder = json.JSONDecoder()
         buf = ""
         pending = b""
         try:
@@ -205,7 +235,11 @@ class Session:
                     else:
                         text, pending = pending.decode("utf-8", "replace"), b""
                 buf += text
-                buf = self._drain(decoder, buf)
+                buf = self._drain(buf)
+                if len(buf) > MAX_INPUT:           # one value this large: not a command
+                    self.send({"error": {"class": "GenericError",
+                                         "desc": f"QMP input exceeds {MAX_INPUT} bytes"}})
+                    buf = ""
         finally:
             with self.lock:
                 self.closed = True
@@ -215,23 +249,29 @@ class Session:
                 pass
             self.server.forget(self)
 
-    def _drain(self, decoder: json.JSONDecoder, buf: str) -> str:
-        """Handle every complete JSON value in buf; return what is left (a partial one)."""
+    def _drain(self, buf: str) -> str:
+        """Handle every complete JSON value in buf; return what is left (a partial one).
+
+        Values are delimited as QEMU's JSON streamer does, by counting braces and
+        brackets outside strings, so that a value split across reads is not taken for a
+        malformed one; a complete value that does not parse is a GenericError."""
         while True:
-            stripped = buf.lstrip()
-            if not stripped:
+            text = buf.lstrip()
+            if not text:
                 return ""
+            end = split_value(text)
+            if end is None:
+                return text                        # incomplete: wait for more
+            piece, buf = text[:end], text[end:]
             try:
-                obj, end = decoder.raw_decode(stripped)
-            except json.JSONDecodeError as e:
-                if e.pos >= len(stripped.rstrip()):
-                    return stripped            # incomplete: wait for more
-                self.send({"error": {"class": "GenericError",
-                                     "desc": f"JSON parse error, {e.msg} at column {e.colno}"}})
-                nl = stripped.find("\n", e.pos)
-                buf = "" if nl < 0 else stripped[nl + 1:]
+                obj = json.loads(piece)
+            except (json.JSONDecodeError, RecursionError) as e:
+                desc = (f"JSON parse error, {e.msg}" if isinstance(e, json.JSONDecodeError)
+                        else "JSON parse error, nesting too deep")
+                self.send({"error": {"class": "GenericError", "desc": desc}})
+                nl = buf.find("\n")               # and the rest of that line with it
+                buf = buf[nl + 1:] if nl >= 0 else buf
                 continue
-            buf = stripped[end:]
             self.handle(obj)
 
     def handle(self, obj) -> None:
