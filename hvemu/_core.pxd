@@ -147,10 +147,11 @@ ctypedef struct HartState:
     uint32_t trig_armed  # a trigger can fire now: run the reference interpreter, checking
     uint32_t trig_n
     Trigger trig[TRIG_MAX]
-    # the debugger's points, which the guest cannot see (no memory or CSR changes): with a
-    # breakpoint every pc is checked (in the reference interpreter); with a watchpoint the
-    # pages it covers are never cached in the shadow TLB for its access kinds, so that
-    # every access to them reaches tlb_fill, which checks it (the fast path goes on)
+    # the debugger's points, which the guest cannot see (no memory or CSR changes): a
+    # page with a breakpoint runs in the reference interpreter, which checks each pc; the
+    # pages a watchpoint covers are never cached in the shadow TLB for its access kinds,
+    # so that every access to them reaches tlb_fill, which checks it (the fast path runs
+    # every other page as usual)
     uint32_t dbg_n
     uint32_t dbg_exec    # some point is a breakpoint
     uint32_t dbg_data    # some point is a watchpoint

@@ -7,15 +7,17 @@ vCont (c, s, t; a thread no action names stays where it is), Ctrl-C, D (detach),
 qRcmd (gdb's `monitor CMD`), which runs the human monitor's commands.
 
 Breakpoints are not written into guest memory: they are the core's debugger points
-(`VCpu.set_debug_points`), checked before each instruction while any is set, so the
-guest reads its own code unchanged.  Watchpoints are debugger points for loads and/or
-stores: the shadow TLB never caches a page one covers, so every access to such a page
-reaches the core's fill path, which stops before an access that touches the watched
-bytes (RISC-V's "before" timing, which gdb steps over).  Other pages run at full speed.
+(`VCpu.set_debug_points`); a page holding one runs in the reference interpreter, which
+checks each pc before the instruction, and every other page on the fast path, so the
+guest reads its own code unchanged and pays little for a breakpoint elsewhere.
+Watchpoints are debugger points for loads and/or stores: the shadow TLB never caches a
+page one covers, so every access to such a page reaches the core's fill path, which
+stops before an access that touches the watched bytes (RISC-V's "before" timing, which
+gdb steps over).  Other pages run at full speed.
 
 A connection stops the VM (QEMU's behaviour); it runs again on c/s/vCont, D, or when
-gdb goes away.  A
-packet whose checksum is wrong is refused with `-` (NAK); a packet gdb has no use for
+gdb goes away.  A packet whose checksum is wrong is refused with `-` (NAK); a packet
+gdb has no use for
 us answering gets the empty reply; a bad argument gets E01."""
 from __future__ import annotations
 

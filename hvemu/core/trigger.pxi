@@ -139,6 +139,17 @@ cdef bint dbg_exec_check(HartState* s, uint64_t pc) noexcept nogil:
     return 0
 
 
+cdef bint dbg_exec_page(HartState* s, uint64_t pc) noexcept nogil:
+    """Whether the page holding pc has a debugger breakpoint (the fast path runs such a
+    page in the reference interpreter, which checks every pc)."""
+    cdef uint32_t i
+    cdef uint64_t page = pc & ~<uint64_t>PAGE_MASK
+    for i in range(s.dbg_n):
+        if (s.dbg[i].kind & TRIG_EXEC) and page < s.dbg[i].hi and s.dbg[i].lo < page + 4096:
+            return 1
+    return 0
+
+
 cdef int dbg_data_check(HartState* s, uint64_t va, uint32_t size, int acc) noexcept nogil:
     """For tlb_fill: 1 if the access [va, va + size) touches a watchpoint of its kind
     (the exit record then says EXIT_DEBUG), 2 if only its page does (do not cache the
