@@ -17,8 +17,7 @@ gdb steps over).  Other pages run at full speed.
 
 A connection stops the VM (QEMU's behaviour); it runs again on c/s/vCont, D, or when
 gdb goes away.  A packet whose checksum is wrong is refused with `-` (NAK); a packet
-gdb has no use for
-us answering gets the empty reply; a bad argument gets E01."""
+the stub does not support gets the empty reply; a bad argument gets E01."""
 from __future__ import annotations
 
 import select
