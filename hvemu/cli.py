@@ -7,8 +7,9 @@
     hvemu bench             time guests; the CI perf gate
 
 QEMU's single-dash spellings of the options hvemu shares with it work too:
-`-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), and
-`-bios none` means no firmware, as in QEMU: the `-kernel` image starts in M-mode.
+`-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), `-qmp`,
+`-gdb`, `-s`, `-S`, and `-bios none` means no firmware, as in QEMU: the `-kernel` image
+starts in M-mode.
 
 Exit status (hvemu's own failures use <sysexits.h> codes, so they do not look
 like a guest's exit code 1 or 2):
