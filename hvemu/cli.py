@@ -19,8 +19,9 @@ like a guest's exit code 1 or 2):
     64   a bad command line: unknown option, bad value (EX_USAGE)
     65   a malformed input: a bad ELF, an image that does not fit (EX_DATAERR)
     66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
-    69   a host tool is missing: valgrind, for `hvemu bench --gate` (EX_UNAVAILABLE)
-    70   an internal error, a bug in hvemu (EX_SOFTWARE)
+    69   a host tool is missing: valgrind, for `hvemu bench --gate`; or a --qmp or --gdb
+         socket is in use (EX_UNAVAILABLE)
+    70   an internal error, a bug in hvemu, or a --replay that diverged (EX_SOFTWARE)
     71   the host cannot allocate the guest's RAM, or its frame pool ran dry (EX_OSERR)
     73   an output file cannot be created (EX_CANTCREAT)
     74   host I/O failed: the console's stdout was closed or full (EX_IOERR)
