@@ -257,3 +257,15 @@ def test_a_replay_can_be_debugged_with_gdb(tmp_path):
     assert "Old value = 0" in out and "New value = 1" in out, out
     assert code == 0, err
     assert console.encode() == first.stdout
+
+
+def test_a_recording_that_cannot_be_written_is_one_line(tmp_path):
+    proc = run_hvemu("boot", "hello", "--record", "/dev/full")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 73, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("hvemu: --record /dev/full: cannot write"), \
+        proc.stderr
+    proc = run_hvemu("boot", "hello", "--record", tmp_path / "no" / "such" / "dir.rec")
+    assert proc.returncode == 73 and proc.stderr.startswith("hvemu: --record"), proc.stderr
+    proc = run_hvemu("boot", "hello", "--record", tmp_path / "a", "--replay", tmp_path / "b")
+    assert proc.returncode == 64 and "not both" in proc.stderr, proc.stderr

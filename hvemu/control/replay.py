@@ -98,7 +98,11 @@ class Recorder:
         self._hook()
 
     def _write(self, obj) -> None:
-        self.f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        try:
+            self.f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        except OSError as e:
+            raise CantCreateError(f"--record {self.path}: cannot write ({e.strerror})") \
+                from None
 
     def key(self, ahead: int = 0) -> list:
         """Where the guest is: its instructions and virtual time; with the host clock the
@@ -187,7 +191,11 @@ class Recorder:
 
     def close(self) -> None:
         if not self.f.closed:
-            self.f.close()
+            try:
+                self.f.close()
+            except OSError as e:
+                raise CantCreateError(f"--record {self.path}: cannot write "
+                                      f"({e.strerror})") from None
 
 
 def load(path: str) -> tuple[dict, list, dict]:
