@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import queue
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from .monitor import Monitor, version
 
 COMMANDS: dict[str, Callable] = {}
 MAX_INPUT = 1 << 20             # bytes of one incomplete JSON value before it is refused
+OUT_QUEUE = 10000               # replies and events queued for a client that is not reading
 
 
 class QmpError(Exception):
@@ -197,6 +199,12 @@ class Session:
         self.lock = threading.Lock()
         self.closed = False
         self._after: list = []
+        # replies and events go out from a writer thread: a client that does not read
+        # must never stall the thread that emits an event (the VM's scheduler)
+        self._out: queue.Queue = queue.Queue(OUT_QUEUE)
+        self._writer = threading.Thread(target=self._write_loop, name="hvemu-qmp-out",
+                                        daemon=True)
+        self._writer.start()
 
     def after_reply(self, fn) -> None:
         """Run fn once the reply to the current command is sent (cont, quit: a VM that
@@ -209,9 +217,39 @@ class Session:
             if self.closed:
                 return
             try:
+                self._out.put_nowait(data)
+            except queue.Full:                     # the client stopped reading: drop it
+                self.closed = True
+                self._hang_up()
+
+    def _write_loop(self) -> None:
+        while True:
+            data = self._out.get()
+            if data is None:
+                return
+            try:
                 self.sock.sendall(data)
             except OSError:
-                self.closed = True
+                with self.lock:
+                    self.closed = True
+                return
+
+    def flush_and_close(self, timeout: float = 1.0) -> None:
+        """Send what is queued (a last reply, SHUTDOWN), then hang up."""
+        with self.lock:
+            self.closed = True
+        try:
+            self._out.put_nowait(None)
+        except queue.Full:
+            pass
+        self._writer.join(timeout)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def serve(self) -> None:
         self.send({"QMP": {"version": version_info(), "capabilities": []}})
@@ -241,8 +279,7 @@ class Session:
                                          "desc": f"QMP input exceeds {MAX_INPUT} bytes"}})
                     buf = ""
         finally:
-            with self.lock:
-                self.closed = True
+            self.flush_and_close()
             try:
                 self.sock.close()
             except OSError:
@@ -412,9 +449,4 @@ class QmpServer:
         with self._lock:
             sessions = list(self.sessions)
         for s in sessions:
-            with s.lock:
-                s.closed = True
-            try:
-                s.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            s.flush_and_close()
