@@ -165,6 +165,14 @@ def test_refused_recordings_are_one_line(tmp_path):
     edited.write_text("\n".join(lines) + "\n")
     proc = run_hvemu("boot", "echo", "--replay", edited)
     assert proc.returncode == EXIT_SOFTWARE and "diverged" in proc.stderr, proc.stderr
+    # the trailer's digest of the final registers, CSRs and RAM is checked too
+    trailer = json.loads(lines[-1])
+    trailer["state"] = "0" * 64
+    lines = text.splitlines()
+    lines[-1] = json.dumps(trailer)
+    edited.write_text("\n".join(lines) + "\n")
+    proc = run_hvemu("boot", "echo", "--replay", edited)
+    assert proc.returncode == EXIT_SOFTWARE and "final registers" in proc.stderr, proc.stderr
 
 
 def test_disks_must_be_as_they_were_when_recording_began(tmp_path):

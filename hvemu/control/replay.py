@@ -16,14 +16,15 @@ scheduler's quanta are fixed.  What is not is logged, as JSON lines:
   the replay ends it at the same instruction, and does what the host did;
 * under `--clock host`, every reading of the host clock and every estimate of where
   the next deadline falls, in order;
-* a trailer: how the run ended, its instruction count and its console output's length
-  and SHA-256.  A file without it is truncated, and refused.
+* a trailer: how the run ended, its instruction count, its console output's length
+  and SHA-256, and a SHA-256 of the final state (registers, CSRs, RAM).  A file without
+  it is truncated, and refused.
 
 A replay may itself be paused or debugged (QMP stop, gdb breakpoints and steps): its
 quanta go on where they stopped.  The replay refuses a recording of another image or
 configuration, or disks whose content differs (restore them as they were when the
 recording began), each with one `hvemu:` line; at the end it checks the trailer: a
-replay that does not give the same instructions and console output says so (exit 70)."""
+replay that does not give the same instructions, output and final state says so (exit 70)."""
 from __future__ import annotations
 
 import hashlib
@@ -74,6 +75,23 @@ def identity(vm) -> dict:
     config = {"memory": cfg.memory, "vcpus": cfg.vcpus, "clock": cfg.clock,
               "append": cfg.append, "max_instructions": cfg.max_instructions}
     return {"images": images, "config": config, "disks": disks}
+
+
+def state_digest(vm) -> str:
+    """SHA-256 of the final machine state: each hart's registers, pc, instret, privilege
+    and CSRs, and the content of every RAM page that has a frame."""
+    h = hashlib.sha256()
+    for vc in vm.vcpus:
+        v = vc.vcpu
+        regs = [v.pc, v.instret, vc.hart.priv, v.fflags, v.frm, *v.x, *v.f]
+        h.update(b"".join((r & ((1 << 64) - 1)).to_bytes(8, "little") for r in regs))
+        csrs = vc.hart.csr.snapshot()
+        csrs.pop("time", None)          # a clock reading, not state (and an input under
+        h.update(json.dumps(csrs, sort_keys=True).encode())      # --clock host)
+    for addr in vm.memory.touched():
+        h.update(addr.to_bytes(8, "little"))
+        h.update(vm.memory.read(addr, 4096))
+    return h.hexdigest()
 
 
 def output_digest(console) -> dict:
@@ -186,7 +204,8 @@ class Recorder:
     def finish(self, outcome) -> None:
         self._write({"end": outcome.reason if outcome is not None else "interrupted",
                      "instructions": self.vm.instructions,
-                     "output": output_digest(self.vm.console)})
+                     "output": output_digest(self.vm.console),
+                     "state": state_digest(self.vm)})
         self.close()
 
     def close(self) -> None:
@@ -373,6 +392,9 @@ class Replayer:
                            f"{self.vm.instructions:,} instructions and "
                            f"{mine['length']:,} bytes of output, the recording "
                            f"{t['instructions']:,} and {t['output']['length']:,}")
+        if state_digest(self.vm) != t["state"]:
+            raise Diverged(f"--replay {self.path}: the replay diverged: the same output and "
+                           "instructions, but the final registers, CSRs or memory differ")
 
 
 def check_paths(record: str | None, replay: str | None) -> None:
