@@ -253,6 +253,15 @@ def test_malformed_packets_get_a_nak_and_bad_arguments_an_error():
         assert c.ask(b"Hg9") == b"E01"               # no thread 9
         assert c.ask(b"qNoSuchThing") == b""         # unsupported: the empty reply
         assert c.ask(b"qfThreadInfo") == b"m1"
+        # writes: M (hex), X (binary, with an escaped byte), P (a register); read back
+        scratch = 0x8000_0F00
+        assert c.ask(b"M%x,4:deadbeef" % scratch) == b"OK"
+        assert c.ask(b"m%x,4" % scratch) == b"deadbeef"
+        assert c.ask(b"X%x,3:a}\x03b" % scratch) == b"OK"      # }\x03 is '#'
+        assert c.ask(b"m%x,4" % scratch) == b"612362ef"
+        assert c.ask(b"P5=efbeadde00000000") == b"OK"           # t0
+        assert c.ask(b"p5") == b"efbeadde00000000"
+        assert c.ask(b"M%x,4:zz" % scratch) == b"E01"
         pc = int.from_bytes(bytes.fromhex(c.ask(b"p20").decode()), "little")
         assert c.ask(b"vCont?").startswith(b"vCont;c;C;s;S")
         stop = c.ask(b"vCont;s:1")                   # one step of thread 1
