@@ -140,6 +140,7 @@ ctypedef struct HartState:
     uint64_t instret_offset
     uint64_t decodes
     int64_t core_ns       # host nanoseconds spent in run()
+    uint64_t remote_hops  # hosted: round trips between the hypervisor's process and the core's
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
     uint64_t menvcfg     # menvcfg and senvcfg: which cbo.* may run below M (core/cmo.pxi)

@@ -40,6 +40,8 @@ from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t,
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free, realloc
 from posix.unistd cimport read, write
+from libc.errno cimport EINTR, errno
+from cpython.exc cimport PyErr_CheckSignals
 from posix.mman cimport (MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
                          PROT_READ, PROT_WRITE, mmap, munmap)
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -375,14 +377,16 @@ cdef class VCpu:
 
     cdef int _run_remote(self) except -1:
         cdef uint8_t msg = self.remote_index
-        cdef ssize_t n
-        with nogil:
-            n = write(self.remote_req, &msg, 1)
-            if n == 1:
-                n = read(self.remote_resp, &msg, 1)
-        if n != 1:
-            raise ConnectionError("the core process is gone")
+        pipe_put(self.remote_req, msg)
+        msg = pipe_get(self.remote_resp)
+        self.s.remote_hops += 1
         return msg
+
+    @property
+    def remote_hops(self):
+        """Hosted: how many times this vCPU's exits went to the hypervisor's process and
+        back through the host OS (0 for a native hypervisor)."""
+        return self.s.remote_hops
 
     @property
     def core_seconds(self):
@@ -702,6 +706,39 @@ def measured(fn):
 
 
 
+class RemoteGone(ConnectionError):
+    """The other process of a hosted hypervisor closed its end of the pipes."""
+
+
+cdef int pipe_put(int fd, uint8_t msg) except -1:
+    """Write one byte; a signal's Python handler runs (and may raise) meanwhile."""
+    cdef ssize_t n
+    while True:
+        with nogil:
+            n = write(fd, &msg, 1)
+        if n == 1:
+            return 0
+        if n < 0 and errno == EINTR:
+            PyErr_CheckSignals()
+            continue
+        raise RemoteGone("the other process of the hosted hypervisor is gone")
+
+
+cdef int pipe_get(int fd) except -1:
+    """Read one byte (0..255); RemoteGone at the end of the pipe."""
+    cdef ssize_t n
+    cdef uint8_t msg
+    while True:
+        with nogil:
+            n = read(fd, &msg, 1)
+        if n == 1:
+            return msg
+        if n < 0 and errno == EINTR:
+            PyErr_CheckSignals()
+            continue
+        raise RemoteGone("the other process of the hosted hypervisor is gone")
+
+
 def serve_remote(list vcpus, list memories, int req, int resp):
     """The core process of a hosted hypervisor: run the vCPU each request names until it
     exits, and answer with the exit reason; returns when the hypervisor's process closes
@@ -717,12 +754,13 @@ def serve_remote(list vcpus, list memories, int req, int resp):
         states[i] = (<VCpu>vcpus[i]).s
     try:
         while True:
-            with nogil:
-                r = read(req, &msg, 1)
-            if r != 1:
+            try:
+                msg = pipe_get(req)
+            except RemoteGone:
                 return
             if msg >= n:
                 return
+            PyErr_CheckSignals()               # the caller's handlers (SIGTERM: forwarded)
             for mem in memories:
                 (<GuestMemory>mem).sync_code()
             with nogil:
@@ -732,9 +770,9 @@ def serve_remote(list vcpus, list memories, int req, int resp):
                 clock_gettime(CLOCK_MONOTONIC, &t1)
                 states[msg].core_ns += ((t1.tv_sec - t0.tv_sec) * 1000000000 +
                                         (t1.tv_nsec - t0.tv_nsec))
-                msg = <uint8_t>r
-                r = write(resp, &msg, 1)
-            if r != 1:
+            try:
+                pipe_put(resp, <uint8_t>r)
+            except RemoteGone:
                 return
     finally:
         free(states)

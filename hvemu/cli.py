@@ -57,6 +57,7 @@ from .errors import (
     HvemuError,
     UsageError,
 )
+from .hypervisor import CLASSES as HYPERVISOR_CLASSES
 from .units import parse_count, parse_seconds, parse_size
 
 EXIT_FAULT, EXIT_IDLE, EXIT_TIMEOUT, EXIT_MAX_INSNS, EXIT_INTERRUPTED = 120, 121, 124, 125, 130
@@ -196,6 +197,11 @@ def cli() -> None:
 @click.option("--reference", is_flag=True,
               help="run on the reference interpreter with every exit through Python handlers "
                    "(no pre-decoded fast path, no native twins)")
+@click.option("--hypervisor", "hv_class", type=click.Choice(HYPERVISOR_CLASSES),
+              default="native", show_default=True,
+              help="the system-VM class: native (exits handled in the core's own process) "
+                   "or hosted (the hypervisor is a separate host process: one more hop "
+                   "through the host OS per exit)")
 @click.option("--qmp", "qmp", multiple=True, metavar="unix:PATH|tcp:HOST:PORT,server,wait=off",
               help="a QMP control socket, QEMU's protocol and spelling (QEMU: -qmp)")
 @click.option("-S", "hold", is_flag=True,
@@ -208,12 +214,13 @@ def cli() -> None:
 @click.option("--replay", default=None, metavar="FILE",
               help="run again from a --record FILE: the same output and instructions")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference, qmp, hold, gdb, gdb_default, record,
-         replay) -> None:
+         stats, stats_json, trace, disks, reference, hv_class, qmp, hold, gdb, gdb_default,
+         record, replay) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
     from .disks import DiskSpec
+    from .hypervisor.hosted import make_hypervisor
     from .vm import VM, VMConfig
 
     if stats_json:
@@ -237,10 +244,15 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks],
                       initrd=initrd, append=append, clock=clock, vcpus=vcpus)
+    if gdb_default and gdb is None:
+        gdb = "tcp::1234"
+    if hv_class != "native" and (qmp or gdb or hold or record or replay):
+        raise UsageError("--qmp, --gdb, -s, -S, --record and --replay need --hypervisor "
+                         "native (a hosted hypervisor runs in a process of its own)")
     interactive = sys.stdin.isatty() and replay is None    # a replay's input is recorded
     console = (TerminalConsole(sys.stdin.fileno()) if interactive
                else stdout_console(replay is None))
-    vm = VM(config, console)
+    vm = VM(config, console, hypervisor=make_hypervisor(hv_class, reserve=memory))
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
         vm.set_tracer(Tracer())
@@ -248,8 +260,6 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
         console.vm = vm
         console.on_stats = lambda: print_stats(vm.live_stats())
     from .control.setup import attach
-    if gdb_default and gdb is None:
-        gdb = "tcp::1234"
     controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold, record=record, replay=replay)
     outcome = None
     try:

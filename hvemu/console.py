@@ -79,6 +79,13 @@ class Console:
             except OSError as e:
                 self._echo_failed(e)
 
+    def adopt_output(self, dropped: int, kept: bytes) -> None:
+        """Take over the output another process's copy of this console kept (a hosted
+        hypervisor's), without echoing it again."""
+        with self._cond:
+            self._base, self._tail = dropped, bytearray(kept)
+            self._cond.notify_all()
+
     def flush(self) -> None:
         if self.echo is not None:
             try:

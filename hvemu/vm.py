@@ -172,6 +172,7 @@ class VM:
         self.vcpu = self.hv.vcpu
         self.hart = self.hv.hart
         self.images: list[LoadedImage] = []
+        self.adopted_state: list[dict] | None = None   # from a hosted hypervisor's process
         self.state = "created"
         # callables (event, data) told of the lifecycle, from the thread it happens on:
         # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
@@ -378,6 +379,15 @@ class VM:
         self.notify("SHUTDOWN", stop=stop.reason)
         code = self.power.exit_code if stop.reason == "poweroff" else 0
         return Outcome(stop.reason, code, stop.detail, self.live_stats())
+
+    def architectural_state(self) -> list[dict]:
+        """Per hart: pc, privilege, x0-x31, f0-f31 and every CSR an M-mode read sees --
+        what must come out the same under every hypervisor class.  After a hosted run,
+        the state the hypervisor's process saw last (`adopted_state`)."""
+        if self.adopted_state is not None:
+            return self.adopted_state
+        return [{"pc": vc.vcpu.pc, "priv": vc.hart.priv, "x": vc.vcpu.x, "f": vc.vcpu.f,
+                 "csr": vc.hart.csr.snapshot()} for vc in self.vcpus]
 
     def live_stats(self) -> ExitStats:
         """The statistics so far (also in the middle of a run: Ctrl-A s)."""

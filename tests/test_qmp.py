@@ -392,3 +392,16 @@ def test_a_guest_reboot_is_a_guest_reset_event(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert code == 0, err
+
+
+def test_controls_need_the_native_class():
+    """A hosted hypervisor runs in a process of its own: the controls are refused, not
+    attached to a copy of the VM that does not run."""
+    from conftest import run_hvemu
+    for args in (["--qmp", "unix:/tmp/never.sock,server,wait=off"], ["--gdb", "tcp::1"],
+                 ["-S"], ["--record", "/tmp/never.rec"]):
+        proc = run_hvemu("boot", "hello", "--hypervisor", "hosted", *args)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == EXIT_USAGE, proc.stderr
+        assert len(lines) == 1 and "--hypervisor native" in lines[0], proc.stderr
+    assert not Path("/tmp/never.sock").exists() and not Path("/tmp/never.rec").exists()

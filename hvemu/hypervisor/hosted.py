@@ -1,0 +1,164 @@
+"""The user-mode hosted system VM (DESIGN.md, "Hypervisor classes"): the hypervisor is an
+unprivileged process of the host OS, and every exit reaches it through the host OS.
+
+`HostedHypervisor.run` splits hvemu in two host processes:
+
+- the **core process** (the one that called `run`) plays the hardware and the host OS:
+  it runs guest code (`_core.serve_remote`) and, at each exit it cannot finish, wakes
+  the hypervisor's process and sleeps until the answer -- the extra trap per privileged
+  instruction that the seed charges a hosted VM;
+- the **hypervisor's process** (forked, and killed with its parent: PR_SET_PDEATHSIG) is
+  the whole Python hypervisor -- the scheduler, every exit handler, the devices, the
+  consoles and the disks, which are host files it reads and writes with ordinary system
+  calls.
+
+What both must see is host memory they share (mmap'd MAP_SHARED, lazily backed): each
+vCPU's `HartState` (registers, the exit record, the shadow TLB), every VM's P2M and boot
+ROM, and the frames of a shared `FramePool`, so guest RAM costs the host only what the
+guest touched.  The wake-up is a pipe pair: one byte (the vCPU's index) from the
+hypervisor to run it, one byte (the exit reason) back; `VCpu.remote_hops` counts the
+round trips.  Decoded code lives in the core process only; the hypervisor marks pages it
+writes (DMA, loaders) in a shared table that the core reads before it runs
+(`GuestMemory.remote_code`).
+
+When the hypervisor's process ends, `run` returns its outcomes (stats and each console's
+kept output come back pickled over a third pipe); if it died (kill -9, a crash), the
+core process raises `HypervisorLost` with one line saying how, and nothing is left
+running.  Time stays virtual (instructions), so a run gives the same console output and
+instret under every class.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+
+from .. import _core
+from ..errors import HvemuError, InternalError, UsageError
+from . import CLASSES
+from .hypervisor import Hypervisor
+
+PR_SET_PDEATHSIG = 1
+
+
+class HypervisorLost(InternalError):
+    """The hosted hypervisor's process died while its VMs ran."""
+
+
+class HostedHypervisor(Hypervisor):
+    """A hypervisor whose exit handlers run in a process of their own (see module)."""
+
+    kind = "hosted"
+
+    def __init__(self, host_memory: int | None = None, reserve: int | None = None):
+        """host_memory caps the frames, as for the native hypervisor; the shared pool
+        is one region reserved at once (address space only), of host_memory bytes or,
+        without a cap, `reserve` (the VMs' RAM added up; default 64 GiB)."""
+        limit = host_memory or reserve or (64 << 30)
+        super().__init__(pool=_core.FramePool(limit, shared=True))
+        self.capped = host_memory is not None
+        self.pid: int | None = None           # the hypervisor's process, while it runs
+
+    def run(self, vms=None) -> dict:
+        vms = [vm for vm in (self.vms if vms is None else vms) if vm.state != "shutdown"]
+        vcpus = [vc.vcpu for vm in vms for vc in vm.vcpus]
+        if len(vcpus) > 255:
+            raise HvemuError(f"{len(vcpus)} vCPUs: a hosted hypervisor runs at most 255")
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(req_r)
+            os.close(resp_w)
+            os.close(res_r)
+            self._hypervisor_process(vms, req_w, resp_r, res_w)   # never returns
+        self.pid = pid
+        for fd in (req_w, resp_r, res_w):
+            os.close(fd)
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal's Ctrl-C
+        old_term = signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+        try:
+            _core.serve_remote(vcpus, [vm.memory for vm in vms], req_r, resp_w)
+            result = _read_all(res_r)
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+            os.close(res_r)
+            _, status = os.waitpid(pid, 0)
+            self.pid = None
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if os.WIFSIGNALED(status):
+            sig = signal.Signals(os.WTERMSIG(status)).name
+            raise HypervisorLost(f"the hosted hypervisor's process (pid {pid}) was killed "
+                                 f"by {sig}; its VMs stopped")
+        try:
+            payload = pickle.loads(result)
+        except Exception:
+            raise HypervisorLost(f"the hosted hypervisor's process (pid {pid}) ended with "
+                                 f"status {os.WEXITSTATUS(status)} and no outcome") from None
+        if isinstance(payload, BaseException):
+            raise payload
+        outcomes = {}
+        for vm, (outcome, state, arch, dropped, output) in zip(vms, payload, strict=True):
+            vm.state, vm.adopted_state = state, arch
+            vm.console.adopt_output(dropped, output)
+            outcomes[vm] = outcome
+        return outcomes
+
+    def _hypervisor_process(self, vms, req_w: int, resp_r: int, res_w: int) -> None:
+        """The forked child: the Python hypervisor, each vCPU run by the core process."""
+        code = 0
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() == 1:              # the core process is already gone
+                os._exit(1)
+            # Ctrl-C and SIGTERM (forwarded by the core process) end the run here as they
+            # would a native one: the caller's handlers, inherited
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            index = 0
+            for vm in vms:
+                vm.memory.remote_code = True
+                for vc in vm.vcpus:
+                    vc.vcpu.attach_remote(req_w, resp_r, index)
+                    index += 1
+            try:
+                outcomes = Hypervisor.run(self, vms)
+                payload = [(outcomes[vm], vm.state, vm.architectural_state(),
+                            vm.console.dropped, vm.console.output_bytes) for vm in vms]
+            except BaseException as e:         # noqa: BLE001 -- handed to the core process
+                payload = e if isinstance(e, (HvemuError, KeyboardInterrupt)) else \
+                    InternalError(f"{type(e).__name__}: {e}")
+            for vm in vms:
+                vm.console.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.close(req_w)                    # the core process's serve_remote returns
+            data = pickle.dumps(payload)
+            while data:
+                data = data[os.write(res_w, data):]
+        except BaseException:                  # noqa: BLE001 -- never return into the caller
+            code = 70
+        finally:
+            os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def make_hypervisor(kind: str, host_memory: int | None = None, reserve: int | None = None):
+    """The hypervisor of a class: native (default) or hosted."""
+    if kind == "native":
+        return Hypervisor(host_memory=host_memory)
+    if kind == "hosted":
+        return HostedHypervisor(host_memory=host_memory, reserve=reserve)
+    raise UsageError(f"hypervisor class {kind!r}: give one of {', '.join(CLASSES)}")

@@ -1,0 +1,225 @@
+"""The system-VM classes (`--hypervisor native|hosted`) run every guest to the same end.
+
+A native hypervisor handles each exit in the core's own process; a hosted one is a
+separate host process that each exit reaches through the host OS (a pipe round trip).
+Where the hypervisor sits must not change what the guest sees: the same console output,
+the same instructions retired, the same final registers and CSRs.  A hosted
+hypervisor's process killed with SIGKILL stops its VM with one line, loses nothing the
+guest flushed to disk and leaves no process behind.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_hvemu, stderr_lines
+from test_boot_modes import OPENSBI_DYNAMIC, UBOOT, need
+
+from hvemu import images
+from hvemu.console import Console
+from hvemu.disks import DiskSpec, create_disk
+from hvemu.hypervisor import CLASSES
+from hvemu.hypervisor.hosted import HostedHypervisor, make_hypervisor
+from hvemu.vm import VM, VMConfig
+
+GUESTS = {                      # name -> VMConfig arguments
+    "hello": dict(image="hello"),
+    "bench": dict(image="bench"),
+    "htif": dict(image="htif"),
+    "bench-sv39": dict(image="bench-sv39"),
+    "sfence": dict(image="sfence"),
+    "faults": dict(image="faults"),
+    "mmioloop": dict(image="mmioloop"),
+    "csrloop": dict(image="csrloop"),
+    "fpu": dict(image="fpu"),
+    "kernel": dict(kernel="kernel"),
+    "kernel-3-harts": dict(kernel="kernel", vcpus=3),
+}
+
+
+def run_guest(kind: str, image=None, kernel=None, disks=(), **kw):
+    config = VMConfig(image=images.resolve(image) if image else None,
+                      kernel=images.resolve(kernel) if kernel else None, timeout=120,
+                      disks=[DiskSpec.parse(d) for d in disks], **kw)
+    vm = VM(config, Console(), hypervisor=make_hypervisor(kind, reserve=config.memory))
+    out = vm.run()
+    return out, vm
+
+
+def ending(out, vm) -> tuple:
+    return (out.reason, out.exit_code, out.stats.instructions, vm.console.output_bytes,
+            vm.architectural_state())
+
+
+@pytest.mark.parametrize("guest", GUESTS)
+def test_every_class_ends_a_guest_the_same_way(guest):
+    native = ending(*run_guest("native", **GUESTS[guest]))
+    assert native[0] == "poweroff"
+    for kind in CLASSES[1:]:
+        other = ending(*run_guest(kind, **GUESTS[guest]))
+        assert other[:3] == native[:3], kind
+        assert other[3] == native[3], f"{kind}: the console output differs"
+        assert other[4] == native[4], f"{kind}: the final architectural state differs"
+
+
+def test_a_hosted_run_takes_one_host_round_trip_per_exit():
+    out, vm = run_guest("hosted", image="csrloop")
+    hops = sum(vc.vcpu.remote_hops for vc in vm.vcpus)
+    # every return of the core to the hypervisor is one round trip through the host OS
+    assert hops == sum(out.stats.exits) > 1_000_000
+    out, vm = run_guest("native", image="csrloop")
+    assert sum(vc.vcpu.remote_hops for vc in vm.vcpus) == 0
+
+
+def test_a_disk_written_under_a_hosted_hypervisor_survives_its_reboot(tmp_path):
+    disk = tmp_path / "disk.img"
+    create_disk(str(disk), 1 << 20)
+    out, vm = run_guest("hosted", image="disk-reboot", disks=[str(disk)])
+    assert (out.reason, out.exit_code) == ("poweroff", 0), vm.console.text
+    assert vm.console.text.rstrip().endswith("disk: pattern found after reboot: ok")
+    assert disk.read_bytes()[512:525] == b"HVEMU-PATTERN"
+
+
+class Session:
+    """`hvemu boot ...` with its console on pipes, driven like a terminal."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "boot", *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.out = b""
+        self.chunks: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while chunk := self.proc.stdout.read1(4096):
+            self.chunks.put(chunk)
+        self.chunks.put(None)
+
+    def expect(self, pattern: bytes, timeout: float = 120, start: int = 0) -> int:
+        deadline = time.monotonic() + timeout
+        while not (m := re.search(pattern, self.out[start:])):
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {pattern!r}: {self.out[-400:]!r}"
+            try:
+                chunk = self.chunks.get(timeout=left)
+            except queue.Empty:
+                continue
+            assert chunk is not None, f"hvemu ended before {pattern!r}: {self.out[-400:]!r}"
+            self.out += chunk
+        return start + m.end()
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def command(self, line: str) -> bytes:
+        start = len(self.out)
+        self.send(line + "\n")
+        end = self.expect(rb"\n=> ", start=start)
+        return self.out[start:end]
+
+    def close(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def uboot_session(kind: str) -> bytes:
+    s = Session("--bios", str(OPENSBI_DYNAMIC), "--kernel", str(UBOOT), "--vcpus", "4",
+                "--hypervisor", kind)
+    s.expect(rb"Hit any key to stop autoboot")
+    s.send("\n")
+    s.expect(rb"=> ")
+    transcript = s.command("version") + s.command("md.l 0x1000 6") + s.command("cpu list")
+    s.send("poweroff\n")
+    assert s.close() == 0
+    return transcript
+
+
+def test_opensbi_and_uboot_on_4_harts_answer_the_same_under_every_class():
+    need(OPENSBI_DYNAMIC, "opensbi")
+    need(UBOOT, "u-boot-qemu")
+    native = uboot_session("native")
+    assert b"U-Boot 2023.01" in native and b"00001000: 00000297" in native
+    for kind in CLASSES[1:]:
+        assert uboot_session(kind) == native, kind
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_the_hosted_hypervisor_killed_stops_the_vm_with_one_line_and_keeps_flushed_data(
+        tmp_path):
+    disk = tmp_path / "durable.img"
+    create_disk(str(disk), 1 << 20)
+    s = Session("disk-flush", "--disk", str(disk), "--hypervisor", "hosted")
+    try:
+        s.expect(rb"flush: done")
+        (hypervisor,) = children_of(s.proc.pid)
+        os.kill(hypervisor, signal.SIGKILL)
+        code = s.proc.wait(30)
+        err = s.proc.stderr.read().decode()
+    finally:
+        s.close()
+    assert code == 70
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"hvemu: the hosted hypervisor's process (pid {hypervisor}) was killed "
+                     "by SIGKILL; its VMs stopped"], err
+    assert not Path(f"/proc/{hypervisor}").exists()      # reaped, not a zombie
+    data = disk.read_bytes()
+    assert data[:65536] == bytes((i * 7 + 3) % 256 for i in range(65536))
+
+
+def test_the_core_process_killed_takes_the_hosted_hypervisor_with_it():
+    s = Session("spin", "--hypervisor", "hosted")
+    try:
+        deadline = time.monotonic() + 30
+        while not children_of(s.proc.pid):
+            assert time.monotonic() < deadline, "the hypervisor's process never started"
+            time.sleep(0.05)
+        (hypervisor,) = children_of(s.proc.pid)
+        s.proc.kill()
+        s.proc.wait(30)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{hypervisor}").exists():      # PR_SET_PDEATHSIG; init reaps it
+            assert time.monotonic() < deadline, "the hypervisor's process outlived the core"
+            time.sleep(0.05)
+    finally:
+        s.close()
+
+
+def test_sigterm_ends_a_hosted_run_as_it_ends_a_native_one():
+    codes = {}
+    for kind in CLASSES:
+        s = Session("spin", "--hypervisor", kind)
+        time.sleep(1.0)
+        s.proc.send_signal(signal.SIGTERM)
+        codes[kind] = s.close(30)
+    assert len(set(codes.values())) == 1 and codes["native"] != 0, codes
+
+
+def test_an_unknown_class_is_one_line():
+    r = run_hvemu("boot", "--hypervisor", "type-3")
+    assert r.returncode == 64
+    lines = stderr_lines(r)
+    assert len(lines) == 1 and lines[0].startswith("hvemu: ") and "type-3" in lines[0], lines
+    with pytest.raises(Exception, match="type-3"):
+        make_hypervisor("type-3")
+
+
+def test_the_hosted_pool_is_shared_memory_and_reserves_only_address_space():
+    hv = HostedHypervisor(reserve=256 << 20)
+    assert hv.pool.shared and hv.pool.limit == 256 << 20 and hv.pool.in_use == 0
