@@ -44,7 +44,7 @@ extensions = [
 
 setup(
     packages=["hvemu", "hvemu.hypervisor", "hvemu.devices", "hvemu.boot", "hvemu.firmware",
-              "hvemu.process", "hvemu.process.syscalls"],
+              "hvemu.process", "hvemu.process.syscalls", "hvemu.control"],
     package_dir={"hvemu.firmware": "firmware"},
     package_data={"hvemu": ["*.pxd", "*.pyx", "core/*.pxi", "core/*.pxi.in", "core/*.h"],
                   "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},

@@ -17,6 +17,8 @@ cdef enum ExitReason:
     EXIT_EXCEPTION = 3   # a guest exception to reflect: cause, tval
     EXIT_MMIO = 4        # a load/store to a guest-physical address that is not RAM
     EXIT_NOMEM = 5       # a RAM page was touched for the first time and the frame pool is empty
+    EXIT_DEBUG = 6       # a debugger's breakpoint or watchpoint (core/trigger.pxi): before the
+                         # instruction; cause = TRIG_EXEC/LOAD/STORE, tval = the address
 
 cdef enum:  # TLB entry flags
     TLB_GLOBAL = 1       # filled from a PTE with G set
@@ -24,6 +26,13 @@ cdef enum:  # TLB entry flags
 
 cdef enum:
     TRIG_MAX = 4            # Sdtrig triggers per hart (core/trigger.pxi)
+    DBG_MAX = 64            # the debugger's breakpoints and watchpoints per hart
+
+ctypedef struct DebugPoint:
+    # a gdb stub's breakpoint or watchpoint: guest-virtual [lo, hi), TRIG_EXEC/LOAD/STORE
+    uint64_t lo
+    uint64_t hi
+    uint32_t kind
 
 ctypedef struct Trigger:
     # what the core needs to match one debug trigger, pushed by the hypervisor
@@ -145,6 +154,15 @@ ctypedef struct HartState:
     uint32_t trig_armed  # a trigger can fire now: run the reference interpreter, checking
     uint32_t trig_n
     Trigger trig[TRIG_MAX]
+    # the debugger's points, which the guest cannot see (no memory or CSR changes): a
+    # page with a breakpoint runs in the reference interpreter, which checks each pc; the
+    # pages a watchpoint covers are never cached in the shadow TLB for its access kinds,
+    # so that every access to them reaches tlb_fill, which checks it (the fast path runs
+    # every other page as usual)
+    uint32_t dbg_n
+    uint32_t dbg_exec    # some point is a breakpoint
+    uint32_t dbg_data    # some point is a watchpoint
+    DebugPoint dbg[DBG_MAX]
     # the shadow TLB: [privilege U/S/M][access type][index]
     TlbEntry tlb[3][3][TLB_SIZE]
     uint64_t super_lo    # the guest-virtual pages [super_lo, super_hi] that cached superpage

@@ -653,6 +653,17 @@ cdef class VCpu:
         in the reference interpreter."""
         trig_load(self.s, triggers)
 
+    def set_debug_points(self, points):
+        """The debugger's breakpoints and watchpoints, [(lo, hi, kind), ...]: guest-virtual
+        [lo, hi), kind TRIGGER_EXEC and/or TRIGGER_LOAD/TRIGGER_STORE.  The guest cannot
+        see them; run() returns EXIT_DEBUG before an instruction that would execute at a
+        breakpoint or access a watched byte (exit_cause: the kind, exit_tval: the
+        address).  The shadow TLB is dropped, so that no cached entry skips a watchpoint."""
+        dbg_load(self.s, points)
+        memset(self.s.tlb, 0xff, sizeof(self.s.tlb))
+        self.s.super_lo = TLB_INVALID
+        self.s.super_hi = 0
+
     @property
     def fast(self):
         """True: the pre-decoded fast path; False: the reference interpreter only."""

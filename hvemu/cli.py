@@ -8,8 +8,9 @@
     hvemu fleet run|migrate a matrix of guests as Ray tasks (hvemu/fleet.py)
 
 QEMU's single-dash spellings of the options hvemu shares with it work too:
-`-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), and
-`-bios none` means no firmware, as in QEMU: the `-kernel` image starts in M-mode.
+`-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), `-qmp`,
+`-gdb`, `-s`, `-S`, and `-bios none` means no firmware, as in QEMU: the `-kernel` image
+starts in M-mode.
 
 Exit status (hvemu's own failures use <sysexits.h> codes, so they do not look
 like a guest's exit code 1 or 2):
@@ -20,8 +21,10 @@ like a guest's exit code 1 or 2):
     65   a malformed input: a bad ELF, an image that does not fit (EX_DATAERR)
     66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
     69   a host tool or service is missing: valgrind, for `hvemu bench --gate`; Ray or
-         the --address cluster, or live migration, for `hvemu fleet` (EX_UNAVAILABLE)
-    70   an internal error, a bug in hvemu (EX_SOFTWARE)
+         the --address cluster, or live migration, for `hvemu fleet`; or a --qmp or
+         --gdb socket is in use (EX_UNAVAILABLE)
+    70   an internal error, a bug in hvemu, a --replay that diverged, or a hosted
+         hypervisor's process that died (EX_SOFTWARE)
     71   the host cannot allocate the guest's RAM, or its frame pool ran dry (EX_OSERR)
     73   an output file cannot be created (EX_CANTCREAT)
     74   host I/O failed: the console's stdout was closed or full (EX_IOERR)
@@ -74,6 +77,8 @@ QEMU_SPELLINGS = {
     "-initrd": "--initrd",
     "-append": "--append",
     "-smp": "--vcpus",
+    "-qmp": "--qmp",
+    "-gdb": "--gdb",
 }
 
 
@@ -213,8 +218,20 @@ def cli() -> None:
                    "hosted (the hypervisor is a separate host process: one more hop "
                    "through the host OS per exit) or dual (hosted, with a privileged part "
                    "in the core that finishes plain-CSR accesses without the hop)")
+@click.option("--qmp", "qmp", multiple=True, metavar="unix:PATH|tcp:HOST:PORT,server,wait=off",
+              help="a QMP control socket, QEMU's protocol and spelling (QEMU: -qmp)")
+@click.option("-S", "hold", is_flag=True,
+              help="do not start the guest: wait for QMP's cont (or gdb's continue)")
+@click.option("--gdb", "gdb", default=None, metavar="tcp::PORT",
+              help="a gdb remote stub on this socket (QEMU: -gdb tcp::1234)")
+@click.option("-s", "gdb_default", is_flag=True, help="shorthand for --gdb tcp::1234 (QEMU: -s)")
+@click.option("--record", default=None, metavar="FILE",
+              help="log the run's inputs (console input, host clock, disk identities) to FILE")
+@click.option("--replay", default=None, metavar="FILE",
+              help="run again from a --record FILE: the same output and instructions")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
-         stats, stats_json, trace, disks, reference, hv_class) -> None:
+         stats, stats_json, trace, disks, reference, hv_class, qmp, hold, gdb, gdb_default,
+         record, replay) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -243,8 +260,14 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
                       max_instructions=max_instructions, timeout=timeout,
                       reference=reference, disks=[DiskSpec.parse(d) for d in disks],
                       initrd=initrd, append=append, clock=clock, vcpus=vcpus)
-    interactive = sys.stdin.isatty()
-    console = TerminalConsole(sys.stdin.fileno()) if interactive else stdout_console(True)
+    if gdb_default and gdb is None:
+        gdb = "tcp::1234"
+    if hv_class != "native" and (qmp or gdb or hold or record or replay):
+        raise UsageError("--qmp, --gdb, -s, -S, --record and --replay need --hypervisor "
+                         "native (a hosted hypervisor runs in a process of its own)")
+    interactive = sys.stdin.isatty() and replay is None    # a replay's input is recorded
+    console = (TerminalConsole(sys.stdin.fileno()) if interactive
+               else stdout_console(replay is None))
     vm = VM(config, console, hypervisor=make_hypervisor(hv_class, reserve=memory))
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
@@ -252,7 +275,13 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
     if interactive:
         console.vm = vm
         console.on_stats = lambda: print_stats(vm.live_stats())
-    outcome = run_on_terminal(vm, console if interactive else None)
+    from .control.setup import attach
+    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold, record=record, replay=replay)
+    outcome = None
+    try:
+        outcome = run_on_terminal(vm, console if interactive else None)
+    finally:
+        controls.close(outcome)
     if outcome.reason != "poweroff":
         msg = {"crash": outcome.detail, "idle": f"guest stopped: {outcome.detail}",
                "timeout": f"stopped: --timeout of {timeout or 0:g} s reached",

@@ -204,7 +204,8 @@ def stdout_console(interactive_input: bool = True) -> Console:
 
 CTRL_A = 0x01
 HOTKEY_HELP = ("\r\nhvemu console keys: Ctrl-A x quit, Ctrl-A s statistics, "
-               "Ctrl-A p pause/resume, Ctrl-A h help, Ctrl-A Ctrl-A a literal Ctrl-A\r\n")
+               "Ctrl-A p pause/resume, Ctrl-A c monitor/console, Ctrl-A h help, "
+               "Ctrl-A Ctrl-A a literal Ctrl-A\r\n")
 
 
 class TerminalConsole(Console):
@@ -217,6 +218,9 @@ class TerminalConsole(Console):
         self.fd = fd
         self.vm = None                      # set by the CLI: what the hotkeys act on
         self.on_stats = None
+        self.monitor = None                 # a control.monitor.Monitor: Ctrl-A c opens it
+        self._in_monitor = False
+        self._line = bytearray()
         self._escape = False
         self._saved = None
 
@@ -249,6 +253,8 @@ class TerminalConsole(Console):
                     self._hotkey(chr(byte).lower())
             elif byte == CTRL_A:
                 self._escape = True
+            elif self._in_monitor:
+                self._monitor_key(byte)
             else:
                 out.append(byte)
         if out:
@@ -260,6 +266,14 @@ class TerminalConsole(Console):
             self._say("[hvemu: quit]")
             if vm is not None:
                 vm.shutdown()
+        elif key == "c" and self.monitor is not None:
+            self._in_monitor = not self._in_monitor
+            self._line.clear()
+            if self._in_monitor:
+                self._write("\r\nhvemu monitor (QEMU's human monitor commands; help lists "
+                            "them, Ctrl-A c returns to the console)\r\n(hvemu) ")
+            else:
+                self._say("[hvemu: console]")
         elif key == "s":
             if self.on_stats is not None:
                 self.on_stats()
@@ -272,6 +286,30 @@ class TerminalConsole(Console):
                 vm.pause()
         else:
             self._say(HOTKEY_HELP.strip())
+
+    def _monitor_key(self, byte: int) -> None:
+        """A key typed in the monitor: the line is edited here and run on Enter."""
+        if byte in (0x0D, 0x0A):
+            line = self._line.decode("utf-8", "replace")
+            self._line.clear()
+            self._write("\r\n")
+            if line.strip():
+                try:
+                    self._write(self.monitor.execute(line))
+                except Exception as e:            # a monitor bug must not end the guest
+                    self._write(f"internal error: {type(e).__name__}: {e}\r\n")
+            self._write("(hvemu) ")
+        elif byte in (0x7F, 0x08):
+            if self._line:
+                self._line.pop()
+                self._write("\b \b")
+        elif byte >= 0x20:
+            self._line.append(byte)
+            self._write(chr(byte))
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     def _say(self, text: str) -> None:
         sys.stderr.write(f"\r\n{text}\r\n")

@@ -174,6 +174,10 @@ class VM:
         self.images: list[LoadedImage] = []
         self.adopted_state: list[dict] | None = None   # from a hosted hypervisor's process
         self.state = "created"
+        # callables (event, data) told of the lifecycle, from the thread it happens on:
+        # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
+        self.listeners: list = []
+        self.debugger = None                     # the gdb stub, when one is attached
         self.boot()
         hypervisor.add(self)
 
@@ -372,6 +376,7 @@ class VM:
             self.console.flush()
         finally:
             self.close_disks()
+        self.notify("SHUTDOWN", stop=stop.reason)
         code = self.power.exit_code if stop.reason == "poweroff" else 0
         return Outcome(stop.reason, code, stop.detail, self.live_stats())
 
@@ -430,9 +435,17 @@ class VM:
         self.control.ask("pause")
 
     def resume(self) -> None:
+        was = self.control.paused or self.control.request == "pause"
         self.control.resume()
         if self.state == "paused":
             self.state = "running"
+        if was:
+            self.notify("RESUME")
+
+    def notify(self, event: str, **data) -> None:
+        """Tell the listeners (QMP, the gdb stub) of a lifecycle event."""
+        for fn in list(self.listeners):
+            fn(event, data)
 
     def shutdown(self) -> None:
         """Stop the guest as if its power were cut; disks are flushed and closed."""

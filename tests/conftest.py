@@ -196,3 +196,15 @@ def require_tool(name: str, packages: str = "gcc-riscv64-unknown-elf, binutils a
             pytest.fail(f"{message}; required when CI is set")
         pytest.skip(message)
     return path
+
+
+def require_module(name: str, package: str):
+    """Import a Python module a test needs; skip without it, but fail in CI (env CI set)."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"the Python module {name} is not installed (pip install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; required when CI is set")
+        pytest.skip(message)

@@ -166,7 +166,7 @@ def test_stats_json_has_instructions_mips_exits_and_a_million_privileged_csr_ins
     assert figures["instructions"] > 1_000_000
     assert figures["mips"] > 0 and figures["exits_per_second"] > 0
     assert set(figures["exits"]) == {"budget", "privileged instruction", "guest exception",
-                                     "mmio", "out of host memory"}
+                                     "mmio", "out of host memory", "debugger"}
     assert figures["privileged_instructions"]["csr"] >= 1_000_000
     assert figures["exits"]["privileged instruction"] >= 1_000_000
     assert figures["exits_total"] == sum(figures["exits"].values())

@@ -30,7 +30,8 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             e = &s.tlb[tlb_set(s.priv)][ACC_FETCH][(pc >> 12) & TLB_MASK]
             if e.tag != (pc >> 12):
                 if tlb_fill(s, pc, ACC_FETCH, 2, &p) != MEM_OK:
-                    reason = trig_fetch_failed(s, pc) if s.trig_armed else s.exit.reason
+                    reason = (trig_fetch_failed(s, pc) if s.trig_armed or s.dbg_exec
+                              else s.exit.reason)
                     break
             fpage = pc >> 12
             faddend = e.addend
@@ -42,10 +43,12 @@ cdef int run_generic(HartState* s, uint64_t n) noexcept nogil:
             memcpy(&insn, p, 4)
         else:
             if fetch_slow(s, pc, &insn) != MEM_OK:
-                reason = trig_fetch_failed(s, pc) if s.trig_armed else s.exit.reason
+                reason = (trig_fetch_failed(s, pc) if s.trig_armed or s.dbg_exec
+                              else s.exit.reason)
                 break
-        if s.trig_armed and trig_check(s, pc, insn, 4 if (insn & 3) == 3 else 2):
-            reason = EXIT_EXCEPTION          # a debug trigger fired (trigger.pxi)
+        if ((s.trig_armed or s.dbg_exec)
+                and trig_check(s, pc, insn, 4 if (insn & 3) == 3 else 2)):
+            reason = s.exit.reason           # a debug trigger fired, or the debugger's point
             break
 
         if (insn & 3) != 3:

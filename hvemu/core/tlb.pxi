@@ -99,7 +99,7 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     cdef uint64_t pa, flags
     cdef uint8_t* host
     cdef TlbEntry* e
-    cdef int cause, level
+    cdef int cause, level, watched
     cdef bint cache = 1
     cdef uint64_t first
     s.tlb_misses += 1
@@ -110,6 +110,12 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
     if cause:
         set_exception(s, s.exit.pc, cause, va)
         return MEM_EXIT
+    if s.dbg_data and acc != ACC_FETCH:  # a debugger's watchpoint (trigger.pxi)
+        watched = dbg_data_check(s, va, size, acc)
+        if watched == 1:
+            return MEM_EXIT
+        if watched == 2:
+            cache = 0
     host = phys_ptr(s, pa & ~PAGE_MASK, 4096, acc == ACC_STORE)
     if host == NULL:
         if s.oom:
@@ -139,8 +145,8 @@ cdef int tlb_fill(HartState* s, uint64_t va, int acc, uint32_t size,
             cache = 0
         if code_written(s, pa, size):
             cache = 0
-        if not cache:
-            return MEM_OK
+    if not cache:
+        return MEM_OK
     e = &s.tlb[tlb_set(priv)][acc][(va >> 12) & TLB_MASK]
     s.tlb_fills += 1
     e.tag = va >> 12

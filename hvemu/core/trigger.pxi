@@ -125,6 +125,71 @@ cdef bint trig_match(Trigger* t, uint64_t lo, uint32_t n) noexcept nogil:
     return r
 
 
+cdef bint dbg_exec_check(HartState* s, uint64_t pc) noexcept nogil:
+    """A debugger breakpoint on pc: the exit record says EXIT_DEBUG (nothing else changes)."""
+    cdef uint32_t i
+    for i in range(s.dbg_n):
+        if (s.dbg[i].kind & TRIG_EXEC) and s.dbg[i].lo <= pc < s.dbg[i].hi:
+            s.exit.reason = EXIT_DEBUG
+            s.exit.pc = pc
+            s.exit.cause = TRIG_EXEC
+            s.exit.tval = pc
+            s.exit.addr = pc
+            return 1
+    return 0
+
+
+cdef bint dbg_exec_page(HartState* s, uint64_t pc) noexcept nogil:
+    """Whether the page holding pc has a debugger breakpoint (the fast path runs such a
+    page in the reference interpreter, which checks every pc)."""
+    cdef uint32_t i
+    cdef uint64_t page = pc & ~<uint64_t>PAGE_MASK
+    for i in range(s.dbg_n):
+        if (s.dbg[i].kind & TRIG_EXEC) and page < s.dbg[i].hi and s.dbg[i].lo < page + 4096:
+            return 1
+    return 0
+
+
+cdef int dbg_data_check(HartState* s, uint64_t va, uint32_t size, int acc) noexcept nogil:
+    """For tlb_fill: 1 if the access [va, va + size) touches a watchpoint of its kind
+    (the exit record then says EXIT_DEBUG), 2 if only its page does (do not cache the
+    page), 0 if neither."""
+    cdef uint32_t i, kind = TRIG_LOAD if acc == ACC_LOAD else TRIG_STORE
+    cdef uint64_t page = va & ~<uint64_t>PAGE_MASK
+    cdef int r = 0
+    for i in range(s.dbg_n):
+        if not (s.dbg[i].kind & kind):
+            continue
+        if va < s.dbg[i].hi and s.dbg[i].lo < va + size:
+            s.exit.reason = EXIT_DEBUG
+            s.exit.cause = kind
+            s.exit.tval = va if va > s.dbg[i].lo else s.dbg[i].lo
+            s.exit.addr = s.exit.tval
+            return 1
+        if page < s.dbg[i].hi and s.dbg[i].lo < page + 4096:
+            r = 2
+    return r
+
+
+cdef int dbg_load(HartState* s, object points) except -1:
+    """Fill s.dbg from [(lo, hi, kind), ...] (VCpu.set_debug_points)."""
+    cdef uint32_t n = len(points), i
+    if n > DBG_MAX:
+        raise ValueError(f"at most {DBG_MAX} debugger breakpoints and watchpoints")
+    s.dbg_exec = s.dbg_data = 0
+    for i in range(n):
+        lo, hi, kind = points[i]
+        s.dbg[i].lo = lo
+        s.dbg[i].hi = hi
+        s.dbg[i].kind = kind
+        if kind & TRIG_EXEC:
+            s.dbg_exec = 1
+        if kind & (TRIG_LOAD | TRIG_STORE):
+            s.dbg_data = 1
+    s.dbg_n = n
+    return 0
+
+
 cdef bint trig_check(HartState* s, uint64_t pc, uint32_t insn, uint32_t ilen) noexcept nogil:
     """Before the instruction insn (ilen bytes) at pc runs: True if triggers fire, and
     then the exit record holds the breakpoint exception (tval: the pc, or the
@@ -138,6 +203,8 @@ cdef bint trig_check(HartState* s, uint64_t pc, uint32_t insn, uint32_t ilen) no
     cdef uint32_t size = 0, acc = 0, fired = 0, group = 0, i
     cdef bint all_match = 1, m
     cdef Trigger* t
+    if s.dbg_exec and dbg_exec_check(s, pc):      # the debugger's come first
+        return 1
     if ilen:
         acc = insn_access(s.x, insn, &lo, &size, &ea)
     for i in range(s.trig_n):
@@ -173,10 +240,11 @@ cdef int trig_fetch_failed(HartState* s, uint64_t pc) noexcept nogil:
     """The fetch at pc failed (its exception is in the exit record): an execute trigger
     on pc comes first (Sdtrig, "Priority").  Returns the exit reason."""
     cdef uint64_t cause = s.exit.cause
+    cdef uint32_t reason = s.exit.reason
     if trig_check(s, pc, 0, 0):
-        if cause == CAUSE_FETCH_PAGE:
+        if cause == CAUSE_FETCH_PAGE and reason == EXIT_EXCEPTION:
             s.page_faults -= 1           # that fault is not taken after all
-        return EXIT_EXCEPTION
+        return s.exit.reason             # EXIT_EXCEPTION, or EXIT_DEBUG for the debugger's
     return s.exit.reason
 
 

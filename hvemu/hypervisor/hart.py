@@ -68,7 +68,8 @@ class VirtualHart:
         self.hartid = hartid
         self.clock = clock
         self.native_counters = True
-        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, clock.now, fpu=vcpu)
+        # (clock.now looked up at each read: record/replay wraps it on the clock)
+        self.csr = VirtualCsrFile(hartid, lambda: vcpu.instret, lambda: clock.now(), fpu=vcpu)
         self.priv = M
         self.last_trap: tuple[int, int, int] | None = None   # (cause, pc, instret)
         self.first_trap: tuple[int, int, int] | None = None  # the first of a chain of traps

@@ -61,10 +61,11 @@ class RunControl:
         """Act on the pending request: raise Stop (shutdown, timeout, reset) or Paused."""
         what, self.request = self.request, None
         if what in ("shutdown", "timeout", "reset"):
-            raise Stop(what)
+            raise Stop(what, "requested" if what == "reset" else "")
         if what == "pause":
             self.paused = True
             self.vm.state = "paused"
+            self.vm.notify("STOP")
             raise Paused
 
     def wait_resumed(self, seconds: float) -> bool:
@@ -148,6 +149,7 @@ class Hypervisor:
                     except Stop as stop:
                         if stop.reason == "reset":
                             vm.reboot()
+                            vm.notify("RESET", guest=stop.detail != "requested")
                             ran = True
                             continue
                         live.remove(vm)
@@ -183,7 +185,7 @@ class Hypervisor:
         several = len(vm.vcpus) > 1
         try:
             for vc in vm.vcpus:
-                if vc.hsm != STARTED:
+                if vc.hsm != STARTED or vc.held:        # (held: by a debugger)
                     continue
                 if vc.waiting:
                     if not vc.wakeable():

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from .hart import cause_name
 
 REASON_NAMES = {1: "budget", 2: "privileged instruction", 3: "guest exception", 4: "mmio",
-                5: "out of host memory"}
+                5: "out of host memory", 6: "debugger"}
 
 
 @dataclass
 class ExitStats:
-    exits: list[int] = field(default_factory=lambda: [0] * 6)   # by core exit reason
+    exits: list[int] = field(default_factory=lambda: [0] * 7)   # by core exit reason
     privileged: Counter = field(default_factory=Counter)        # by instruction class
     exceptions: Counter = field(default_factory=Counter)        # reflected, by cause
     interrupts: Counter = field(default_factory=Counter)        # delivered, by cause

@@ -84,7 +84,11 @@ class VirtualCpu:
         self.waiting = False                     # in WFI, with nothing pending yet
         self.quantum_end = 0                     # instret at which the quantum is over
         self.handlers = [None, self.on_budget, self.on_system, self.on_exception,
-                         self.on_mmio, self.on_nomem]
+                         self.on_mmio, self.on_nomem, self.on_debug]
+        # a debugger (the gdb stub, hvemu/control/gdbstub.py): a single step ends when
+        # instret reaches step_end; a held vCPU does not run while the others do
+        self.step_end: int | None = None
+        self.held = False
         self._system: dict = {}                  # instruction word -> prepared handler
 
     @property
@@ -125,6 +129,9 @@ class VirtualCpu:
         if vm.max_instructions is not None and vm.instructions >= vm.max_instructions:
             raise _max_instructions()
         vm.rtc.poll()
+        if self.step_end is not None and self.vcpu.instret >= self.step_end:
+            self.step_end = None
+            vm.debugger.stopped(self, "step")
         if self.vcpu.instret >= self.quantum_end:
             raise Preempt()
         self.timers_changed()
@@ -163,6 +170,13 @@ class VirtualCpu:
             vcpu.complete_load(dev.read(offset, size))
         if self.irq_dirty:
             self.check_interrupts()
+
+    def on_debug(self) -> None:
+        """A debugger's breakpoint or watchpoint, before the instruction ran."""
+        if self.vm.debugger is None:             # points left with no debugger: drop them
+            self.vcpu.set_debug_points([])
+            return
+        self.vm.debugger.stopped(self, "debug")
 
     def on_nomem(self) -> None:
         """A RAM page was touched for the first time and the host frame pool is empty:
@@ -264,6 +278,8 @@ class VirtualCpu:
             stop = min(stop, max(self.clock.instret_at(deadline), vcpu.instret + 1))
         if vm.max_instructions is not None:
             stop = min(stop, vcpu.instret + max(0, vm.max_instructions - vm.instructions))
+        if self.step_end is not None:
+            stop = min(stop, self.step_end)
         vcpu.stop_at = stop
 
     def idle(self) -> None:
