@@ -146,6 +146,7 @@ ctypedef struct HartState:
     # and the Python CSR file are one state
     uint64_t vcsr[8]
     uint32_t dual         # dual-mode hosted: the core's privileged part handles what it can
+    uint32_t tvm          # mstatus.TVM, pushed by the hypervisor (sync_mode)
     uint64_t dual_handled # ... and how many exits it handled without a hop
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)

@@ -589,36 +589,20 @@ cdef class VCpu:
         s.mxr = mxr
 
     def flush_tlb(self, vaddr=None, asid=None):
-        """Drop shadow entries as SFENCE.VMA would: all, one page, one ASID, or both.
+        """Drop shadow entries as SFENCE.VMA would: all, one page, one ASID, or both
+        (tlb_sfence in core/tlb.pxi)."""
+        tlb_sfence(self.s, vaddr is not None, 0 if vaddr is None else <uint64_t>vaddr,
+                   asid is not None)
 
-        The shadow holds only entries of the current address space (a satp write
-        drops everything), so an ASID-specific flush drops its non-global entries."""
-        cdef HartState* s = self.s
-        cdef uint64_t va, vpn
-        cdef int p, a, i
-        cdef TlbEntry* e
-        if vaddr is None and asid is None:
-            tlb_flush_all(s)
-            return
-        if vaddr is not None and s.super_lo <= (<uint64_t>vaddr >> 12) <= s.super_hi:
-            tlb_flush_all(s)            # within a cached superpage: all of it, as QEMU does
-            return
-        s.tlb_flushes += 1
-        if vaddr is None:
-            for p in range(2):
-                for a in range(3):
-                    for i in range(TLB_SIZE):
-                        e = &s.tlb[p][a][i]
-                        if not (e.flags & TLB_GLOBAL):
-                            e.tag = TLB_INVALID
-            return
-        va = vaddr
-        vpn = va >> 12
-        for p in range(2):
-            for a in range(3):
-                e = &s.tlb[p][a][vpn & TLB_MASK]
-                if e.tag == vpn and (asid is None or not (e.flags & TLB_GLOBAL)):
-                    e.tag = TLB_INVALID
+    @property
+    def tvm(self):
+        """mstatus.TVM, pushed by the hypervisor: SFENCE.VMA and satp trap in S-mode
+        (read by a dual hypervisor's privileged part)."""
+        return bool(self.s.tvm)
+
+    @tvm.setter
+    def tvm(self, bint on):
+        self.s.tvm = on
 
     def flush_all(self):
         """Drop every shadow entry, the M set's too (its host addresses go stale when the

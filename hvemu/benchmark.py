@@ -250,6 +250,7 @@ GATE_FIGURES = {
     "hosted_mmio_exit": ("mmioloop", "exit", 62_500, "hosted"),
     "dual_csr_exit": ("csrloop", "exit", 62_500, "dual"),     # finished in the core
     "dual_page_fault_exit": ("faults", "exit", 700_000, "dual"),
+    "dual_sfence_exit": ("sfence", "exit", 1_200_000, "dual"),   # finished in the core
 }
 DEFAULT_COUNT_TOLERANCE = 0.10       # a figure may cost 10 % more host instructions
 

@@ -268,6 +268,8 @@ def random_csr_ops(rng, n: int, csrs: list[int]) -> list[int]:
         if csr in (0x300, 0x100, 0x180, 0x304, 0x104, 0x305, 0x105):
             f3, rs1 = 2, 0          # only read those: the guest must stay where it is
         ops.append(zicsr(f3, rd, rs1, csr))
+        if rng.random() < 0.1:      # SFENCE.VMA rs1, rs2 (illegal in S-mode under TVM)
+            ops.append(0x12000073 | rng.choice([0, *REGS]) << 20 | rng.choice([0, *REGS]) << 15)
         if rng.random() < 0.2:      # new operands now and then
             ops += RV.li(rng.choice(REGS), rng.randrange(-(1 << 31), 1 << 31))
     return ops
@@ -282,9 +284,10 @@ def flat(*parts) -> list[int]:
 
 
 def twin_guest(seed: int) -> bytes:
-    """M-mode: random accesses to the plain CSRs (and reads of others); then S-mode: the
-    same on the S ones and on M ones, which trap into an M handler that skips them
-    (through mepc and mcause, which the privileged part handles too); ecall ends it."""
+    """M-mode: random accesses to the plain CSRs (and reads of others) and SFENCE.VMAs;
+    then S-mode (with mstatus.TVM for odd seeds): the same on the S ones and on M ones,
+    which trap into an M handler that skips them (through mepc and mcause, which the
+    privileged part handles too), as do SFENCE.VMAs under TVM; ecall ends it."""
     import random
     rng = random.Random(seed)
     handler = flat(zicsr(2, 31, 0, 0x342), RV.addi(30, 0, 9), None,   # beq: patched
@@ -298,7 +301,8 @@ def twin_guest(seed: int) -> bytes:
                 *[RV.li(r, rng.randrange(-(1 << 31), 1 << 31)) for r in REGS],
                 random_csr_ops(rng, 300, PLAIN),
                 RV.li(6, 3 << 11), zicsr(3, 0, 6, 0x300),          # MPP = S
-                RV.li(6, 1 << 11), zicsr(2, 0, 6, 0x300))
+                RV.li(6, 1 << 11), zicsr(2, 0, 6, 0x300),
+                RV.li(6, (seed & 1) << 20), zicsr(2, 0, 6, 0x300))  # odd seeds: TVM
     here = main_at + len(main)
     s_code = flat(random_csr_ops(rng, 300, PLAIN[4:] + PLAIN[:4]), RV.ECALL)
     enter = flat(auipc(5), RV.addi(5, 5, 4 * 4), zicsr(1, 0, 5, 0x341), RV.MRET)

@@ -1,7 +1,9 @@
 # The privileged part of a dual-mode hosted hypervisor: exits it can finish in the
 # core's own context, in C, without the hop to the hypervisor's process.
 #
-# It handles the Zicsr instructions (CSRRW/S/C and their immediate forms) on the plain
+# It handles SFENCE.VMA as privileged.py's sfence_vma does (privileged spec 4.2.1: illegal
+# in U-mode, and in S-mode with mstatus.TVM -- those go to the hypervisor), and the Zicsr
+# instructions (CSRRW/S/C and their immediate forms) on the plain
 # CSRs -- mscratch, mepc, mcause, mtval and their S-mode twins, whose reads and writes
 # have no side effect (privileged spec, sections 3.1.17-3.1.21 and 4.1.7-4.1.10) --
 # exactly as hvemu/hypervisor/privileged.py's csr_instruction does: the same privilege
@@ -19,13 +21,27 @@ cdef inline int plain_csr_index(uint32_t csr) noexcept nogil:
     return -1
 
 
+cdef int sfence_part(HartState* s, uint32_t insn) noexcept nogil:
+    cdef uint32_t rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31
+    if s.priv == 0 or (s.priv == 1 and s.tvm):
+        return 0
+    tlb_sfence(s, rs1 != 0, s.x[rs1] if rs1 else 0, rs2 != 0)
+    s.pc = s.exit.pc + 4
+    s.instret += 1
+    s.dual_handled += 1
+    return 1
+
+
 cdef int privileged_part(HartState* s) noexcept nogil:
-    """Finish the SYSTEM exit in s.exit if it is a plain-CSR access: 1, else 0."""
+    """Finish the SYSTEM exit in s.exit if it is an SFENCE.VMA or a plain-CSR access
+    that the hypervisor would finish without a trap: 1, else 0."""
     cdef uint32_t insn = s.exit.insn
     cdef uint32_t f3 = (insn >> 12) & 7, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31
     cdef uint32_t csr = insn >> 20, op = f3 & 3
     cdef int i
     cdef uint64_t src, old, new
+    if (insn & <uint32_t>0xFE007FFF) == <uint32_t>0x12000073 and s.exit.insn_len == 4:
+        return sfence_part(s, insn)                        # SFENCE.VMA
     if (insn & 0x7F) != 0x73 or op == 0 or s.exit.insn_len != 4:
         return 0
     i = plain_csr_index(csr)

@@ -194,3 +194,33 @@ cdef void flush_store_tlb(HartState* s) noexcept nogil:
     cdef int p
     for p in range(3):
         memset(s.tlb[p][ACC_STORE], 0xff, TLB_SIZE * sizeof(TlbEntry))
+
+
+cdef void tlb_sfence(HartState* s, bint has_va, uint64_t va, bint has_asid) noexcept nogil:
+    """SFENCE.VMA: drop all shadow entries, one page's, one ASID's or both.  The shadow
+    holds only entries of the current address space (a satp write drops everything), so
+    an ASID-specific flush drops its non-global entries; a page inside a cached
+    superpage drops everything, as QEMU does."""
+    cdef uint64_t vpn = va >> 12
+    cdef int p, a, i
+    cdef TlbEntry* e
+    if not has_va and not has_asid:
+        tlb_flush_all(s)
+        return
+    if has_va and s.super_lo <= vpn <= s.super_hi:
+        tlb_flush_all(s)
+        return
+    s.tlb_flushes += 1
+    if not has_va:
+        for p in range(2):
+            for a in range(3):
+                for i in range(TLB_SIZE):
+                    e = &s.tlb[p][a][i]
+                    if not (e.flags & TLB_GLOBAL):
+                        e.tag = TLB_INVALID
+        return
+    for p in range(2):
+        for a in range(3):
+            e = &s.tlb[p][a][vpn & TLB_MASK]
+            if e.tag == vpn and (not has_asid or not (e.flags & TLB_GLOBAL)):
+                e.tag = TLB_INVALID

@@ -31,6 +31,7 @@ from .csr import (
     SSIP,
     STIP,
     SUM,
+    TVM,
     M,
     S,
     VirtualCsrFile,
@@ -125,6 +126,7 @@ class VirtualHart:
         mode = c.satp >> 60
         self.vcpu.set_mode(self.priv, ls_priv, mode, (c.satp & ((1 << 44) - 1)) << 12,
                            bool(ms & SUM), bool(ms & MXR))
+        self.vcpu.tvm = bool(ms & TVM)
         self.sync_counters()
         if self._triggers_live:
             self.sync_triggers()

@@ -71,7 +71,7 @@ def csr_instruction(hv, insn: int) -> None:
     # tell the core and the interrupt logic only what this write changed
     if csr == 0x300 or csr == 0x100:              # mstatus, sstatus
         changed = status_before ^ file.mstatus
-        if changed & (MPRV | MPP | SUM | MXR):
+        if changed & (MPRV | MPP | SUM | MXR | TVM):
             hart.sync_mode()
         if changed & (MIE | SIE):
             hart.sync_triggers()                  # M/S triggers fire only with MIE/SIE set
