@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_hvemu
-from test_boot_modes import OPENSBI_DYNAMIC, need
+from test_boot_modes import OPENSBI_DYNAMIC, check_kernel_transcript, need
 from test_qemu_compare import require_qemu
 
 SMP = REPO / "firmware" / "smp"
@@ -240,3 +240,49 @@ def test_smp_images_have_the_bundled_names():
     from hvemu.firmware import path
     for image in EXPECTED:
         assert Path(path(f"smp-{image}")).resolve() == (SMP / f"{image}.elf").resolve()
+
+
+# ---- the teaching kernel on several harts ----
+KERNEL = REPO / "firmware" / "kernel" / "kernel.elf"
+
+
+def kernel_hart_lines(text: str, harts: int, boot: int = 0) -> None:
+    """The SMP part of the teaching kernel's transcript with `harts` harts."""
+    lines = text.splitlines()
+    others = [h for h in range(harts) if h != boot]
+    assert f"kernel: {harts} hart{'s' if harts > 1 else ''}, {len(others)} started " \
+           "with SBI HSM" in lines
+    for h in others:
+        started = lines.index(f"kernel: hart {h} started (SBI HSM), sv39 paging on")
+        assert lines.index(f"kernel: hart {h}: task done, 3 timer ticks") > started
+    assert sum("started (SBI HSM)" in line for line in lines) == len(others)
+    if others:
+        summary = lines.index(f"kernel: {len(others)} other harts ran their tasks, "
+                              f"{3 * len(others)} timer ticks in all")
+        assert summary < lines.index("kernel: all processes exited")
+
+
+@pytest.mark.parametrize("harts,engine", [(1, "fast"), (2, "fast"), (4, "fast"),
+                                          (2, "reference")])
+def test_the_teaching_kernel_starts_the_other_harts_and_each_runs_its_task(harts, engine):
+    from hvemu.vm import VM, VMConfig
+    vm = VM(VMConfig(kernel=str(KERNEL), vcpus=harts, timeout=TIMEOUT,
+                     reference=engine == "reference"))
+    out = vm.run()
+    assert (out.reason, out.exit_code) == ("poweroff", 0), out.detail
+    text = vm.console.text
+    check_kernel_transcript(text)          # the processes, on the boot hart, as with one
+    kernel_hart_lines(text, harts)
+    # probe HSM, get_status of hart ids 1..63, a hart_start and a hart_stop per other hart
+    assert out.stats.sbi["hsm"] == 63 + 2 * (harts - 1)
+    assert all(vc.hsm == 1 for vc in vm.vcpus[1:])          # they stopped themselves
+
+
+def test_the_teaching_kernel_on_qemu_starts_the_other_harts_the_same_way():
+    qemu = require_qemu()
+    proc = subprocess.run([qemu, "-M", "virt", "-smp", "4", "-nographic", "-kernel", str(KERNEL)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          errors="replace", timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    boot = int(re.search(r"booting on hart (\d+)", proc.stdout).group(1))   # OpenSBI's pick
+    kernel_hart_lines(proc.stdout, 4, boot)
