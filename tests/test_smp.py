@@ -286,3 +286,29 @@ def test_the_teaching_kernel_on_qemu_starts_the_other_harts_the_same_way():
     assert proc.returncode == 0, proc.stdout[-3000:]
     boot = int(re.search(r"booting on hart (\d+)", proc.stdout).group(1))   # OpenSBI's pick
     kernel_hart_lines(proc.stdout, 4, boot)
+
+
+# ---- the scheduler's quantum ----
+def test_a_quantum_may_end_a_little_late_but_a_limit_stops_exactly():
+    """The end of a vCPU's quantum need not be exact: the fast path may finish the
+    straight-line code it is in (a page at most) rather than run the last stretch in the
+    reference interpreter.  --max-instructions and timer deadlines still stop exactly."""
+    from hvemu.console import Console
+    from hvemu.vm import VM, VMConfig
+    vm = VM(VMConfig(image=str(REPO / "firmware" / "bench.elf")), Console())
+    vc = vm.vcpus[0]
+    lengths = []
+    for _ in range(40):
+        start = vc.vcpu.instret
+        vm.clock.enter(vc)
+        try:
+            vc.run_quantum(65536)
+        finally:
+            vm.clock.leave(vc)
+        lengths.append(vc.vcpu.instret - start)
+        assert vc.vcpu.stop_soft
+    assert all(65536 <= n <= 65536 + 2048 for n in lengths), lengths
+    limited = VM(VMConfig(image=str(SMP / "bench.elf"), vcpus=4, max_instructions=1_000_003),
+                 Console())
+    out = limited.run()
+    assert (out.reason, out.stats.instructions) == ("max-instructions", 1_000_003)
