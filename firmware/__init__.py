@@ -45,6 +45,8 @@ IMAGES = {
                "a token ring over all harts",
     "smp-litmus": "SMP: a hart's sc fails after another hart stores to its LR's reservation "
                   "set (sw, sb, amoadd, lr/sc, sd, the same value, amoor 0)",
+    "smp-bench": "SMP: every hart (up to 8) runs bench's workload on its own copy of its data; "
+                 "hart 0 prints each one's checksum and instret",
     "smp-rfence": "SMP, S-mode under Sv39: SBI HSM hart_start, remote sfence.vma (page, ASID, "
                   "all, range) and remote fence.i seen by the other harts (boot with --kernel)",
 }
@@ -62,6 +64,7 @@ FILES = {
     "smp-lrsc": "smp/lrsc.elf",
     "smp-ipi": "smp/ipi.elf",
     "smp-litmus": "smp/litmus.elf",
+    "smp-bench": "smp/bench.elf",
     "smp-rfence": "smp/rfence.elf",
 }
 

@@ -186,6 +186,20 @@ def test_rfence_runs_on_opensbi_fw_dynamic_in_virtual_m_mode(harts):
     assert lines == expected_rfence(harts)
 
 
+def test_every_hart_of_smp_bench_gets_bench_s_checksum():
+    """Two harts, each through the whole of bench's workload on its own data."""
+    lines = hvemu_lines("bench", 2)
+    assert lines[0] == "smp-bench: 2 harts ran bench's workload side by side"
+    assert lines[-1] == "smp-bench: PASS"
+    counts = set()
+    for hart, line in enumerate(lines[1:-1]):
+        m = re.fullmatch(rf"smp-bench: hart {hart} checksum=0xa47dc73cf0f33c42 instret=(\d+) PASS",
+                         line)
+        assert m, line
+        counts.add(int(m.group(1)))
+    assert len(lines) == 4 and len(counts) == 1         # the same work on both harts
+
+
 # ---- side by side with QEMU ----
 def qemu_lines(image: str, harts: int) -> tuple[int, list[str]]:
     qemu = require_qemu()
@@ -230,7 +244,7 @@ def test_the_smp_images_rebuild_byte_for_byte(tmp_path):
     before = tree_snapshot(REPO / "firmware")
     make("-C", SMP, f"OUT={tmp_path}")
     names = sorted(p.name for p in SMP.glob("*.elf"))
-    assert names == sorted(f"{image}.elf" for image in EXPECTED)
+    assert names == sorted(f"{image}.elf" for image in (*EXPECTED, "bench"))
     for name in names:
         assert (tmp_path / name).read_bytes() == (SMP / name).read_bytes(), f"{name} differs"
     assert tree_snapshot(REPO / "firmware") == before
@@ -238,7 +252,7 @@ def test_the_smp_images_rebuild_byte_for_byte(tmp_path):
 
 def test_smp_images_have_the_bundled_names():
     from hvemu.firmware import path
-    for image in EXPECTED:
+    for image in (*EXPECTED, "bench"):
         assert Path(path(f"smp-{image}")).resolve() == (SMP / f"{image}.elf").resolve()
 
 
