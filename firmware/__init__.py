@@ -27,8 +27,8 @@ IMAGES = {
     "spin": "spins with interrupts off, never exits or waits (fairness tests)",
     "probe": "hostile: looks for another VM's canary in every reachable address, by loads, "
              "stores and virtio-blk DMA (needs --disk FILE, --memory 128M)",
-    "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging); "
-              "boot with --kernel kernel",
+    "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging; "
+              "other harts started by SBI HSM); boot with --kernel kernel",
     "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "
                    "(needs --disk FILE)",
     "disk-two": "virtio-blk: two disks, each keeps its own data (needs two --disk)",
