@@ -326,3 +326,56 @@ def test_a_quantum_may_end_a_little_late_but_a_limit_stops_exactly():
                  Console())
     out = limited.run()
     assert (out.reason, out.stats.instructions) == ("max-instructions", 1_000_003)
+
+
+# ---- SBI v0.1 send_ipi names its harts ----
+LEGACY_IPI_KERNEL = r"""
+    .option norelax                         # no gp: addresses pc-relative
+    .globl _start
+_start:                                     # hart 0: start harts 1-3, then one legacy IPI
+    li s0, 1
+1:  li a7, 0x48534D; li a6, 0; mv a0, s0; la a1, secondary; li a2, 0; ecall
+    addi s0, s0, 1; li t1, 4; blt s0, t1, 1b
+    la t0, ready
+2:  lw t1, 0(t0); li t2, 3; bne t1, t2, 2b  # every other hart waits in WFI
+    la a0, mask; li a7, 0x04; ecall         # legacy send_ipi(hart_mask = &mask)
+    la t0, got
+3:  ld t1, 16(t0); beqz t1, 3b              # hart 2 took it
+    li t1, 1000000
+4:  addi t1, t1, -1; bnez t1, 4b            # and the others have had their turns
+    li a7, 0x53525354; li a6, 0; li a0, 0; li a1, 0; ecall
+secondary:                                  # a0 = hart id; SSIP wakes WFI, SIE stays off
+    li t0, 2; csrs sie, t0
+    la t0, ready; li t1, 1; amoadd.w zero, t1, (t0)
+5:  wfi; csrr t1, sip; andi t1, t1, 2; beqz t1, 5b
+    la t0, got; slli t1, a0, 3; add t0, t0, t1; li t2, 1; sd t2, 0(t0)
+    li t0, 2; csrc sip, t0
+    j 5b
+    .data
+    .balign 8
+mask: .dword 0b0100
+got: .dword 0, 0, 0, 0
+ready: .word 0
+"""
+
+
+def test_a_legacy_sbi_send_ipi_reaches_only_the_harts_in_its_mask(tmp_path):
+    import test_sbi
+    from test_sbi import build_kernel
+
+    from hvemu.vm import VM, VMConfig
+    saved = test_sbi.KERNEL_SRC
+    test_sbi.KERNEL_SRC = LEGACY_IPI_KERNEL
+    try:
+        elf = build_kernel(tmp_path)
+    finally:
+        test_sbi.KERNEL_SRC = saved
+    vm = VM(VMConfig(kernel=elf, vcpus=4, timeout=TIMEOUT))
+    out = vm.run()
+    assert (out.reason, out.exit_code) == ("poweroff", 0), out.detail
+    from elftools.elf.elffile import ELFFile
+    with open(elf, "rb") as f:
+        got = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name("got")[0]["st_value"]
+    taken = [int.from_bytes(vm.memory.read(got + 8 * h, 8), "little") for h in range(4)]
+    assert taken == [0, 0, 1, 0]
+    assert out.stats.sbi["legacy 0x4"] == 1

@@ -186,6 +186,22 @@ class SbiFirmware:
                   EXT_HSM: hsm, EXT_SRST: srst, EXT_DBCN: dbcn}
 
     # ---- legacy extensions (SBI v0.1) ----
+    def legacy_targets(self, hv, mask_va: int) -> list | None:
+        """The harts an SBI v0.1 hart mask names: a0 is the S-mode virtual address of an
+        unsigned long whose bit i is hart i (0: every hart, as OpenSBI reads it); None if
+        the kernel cannot read that address."""
+        vcpus = self.vm.vcpus
+        if mask_va == 0:
+            return list(vcpus)
+        pa, _cause = hv.vcpu.translate(mask_va)
+        if pa is None or mask_va & 7:
+            return None
+        try:
+            mask = int.from_bytes(self.vm.memory.read(pa, 8), "little")
+        except (IndexError, OverflowError):
+            return None
+        return [vc for i, vc in enumerate(vcpus) if (mask >> i) & 1]
+
     def legacy(self, hv, eid, args):
         if eid == 0x00:
             self.set_timer(hv, args[0])
@@ -199,14 +215,17 @@ class SbiFirmware:
         if eid == 0x03:
             hv.hart.csr.mip_sw &= ~SSIP
             return 0
-        if eid == 0x04:                 # send_ipi(hart_mask in memory): every hart
-            for vc in self.vm.vcpus:
-                vc.hart.csr.mip_sw |= SSIP
-            hv.check_interrupts()
-            return 0
-        if eid in (0x05, 0x06, 0x07):   # remote fences: every hart
-            for vc in self.vm.vcpus:
-                vc.vcpu.flush_tlb()
+        if eid in (0x04, 0x05, 0x06, 0x07):     # send_ipi, remote fence.i/sfence.vma
+            targets = self.legacy_targets(hv, args[0])
+            if targets is None:
+                return ERR_INVALID_ADDRESS
+            for vc in targets:
+                if eid == 0x04:
+                    vc.hart.csr.mip_sw |= SSIP
+                else:                           # (fence.i too: a flush is harmless)
+                    vc.vcpu.flush_tlb()
+            if eid == 0x04 and hv in targets:
+                hv.check_interrupts()
             return 0
         self.vm.power.poweroff(0)       # 0x08 shutdown
         return 0
