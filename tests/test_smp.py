@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_hvemu
-from test_boot_modes import OPENSBI_DYNAMIC, check_kernel_transcript, need
+from test_boot_modes import OPENSBI_DYNAMIC, UBOOT, check_kernel_transcript, need
 from test_qemu_compare import require_qemu
 
 SMP = REPO / "firmware" / "smp"
@@ -198,6 +198,27 @@ def test_every_hart_of_smp_bench_gets_bench_s_checksum():
         assert m, line
         counts.add(int(m.group(1)))
     assert len(lines) == 4 and len(counts) == 1         # the same work on both harts
+
+
+def test_opensbi_fw_dynamic_and_uboot_come_up_on_4_harts():
+    """Every hart starts in the ROM and OpenSBI counts four; U-Boot (on the boot hart)
+    reaches its prompt and powers the machine off through OpenSBI."""
+    need(OPENSBI_DYNAMIC, "opensbi")
+    need(UBOOT, "u-boot-qemu")
+    from hvemu.console import Console
+    from hvemu.vm import VM, VMConfig
+    console = Console()
+    vm = VM(VMConfig(image=str(OPENSBI_DYNAMIC), kernel=str(UBOOT), vcpus=4, timeout=TIMEOUT),
+            console)
+    vm.start()
+    console.expect(r"Platform HART Count\s+: 4\r?\n", 60)
+    console.expect(r"Domain0 HARTs\s+: 0\*,1\*,2\*,3\*\r?\n", 60)
+    console.expect(r"Hit any key to stop autoboot", 60)
+    console.send("\n")
+    console.expect(r"=> ", 60)
+    console.send("poweroff\n")
+    out = vm.wait(60)
+    assert out is not None and out.reason == "poweroff", out
 
 
 # ---- side by side with QEMU ----
