@@ -381,22 +381,89 @@ ready: .word 0
 
 
 def test_a_legacy_sbi_send_ipi_reaches_only_the_harts_in_its_mask(tmp_path):
+    vm, out, word = build_and_run(tmp_path, LEGACY_IPI_KERNEL, 4)
+    assert (out.reason, out.exit_code) == ("poweroff", 0), out.detail
+    assert [word("got", h) for h in range(4)] == [0, 0, 1, 0]
+    assert out.stats.sbi["legacy 0x4"] == 1
+
+
+# ---- SBI HSM: a hart stops, starts again, suspends until an IPI ----
+HSM_KERNEL = r"""
+    .option norelax
+    .equ HSM, 0x48534D
+    .globl _start
+_start:                                     # hart 0
+    li a7, HSM; li a6, 0; li a0, 1; la a1, secondary; li a2, 7; ecall
+    la t6, results; sd a0, 0(t6)            # hart_start(1): 0
+    li a7, HSM; li a6, 0; li a0, 1; la a1, secondary; li a2, 7; ecall
+    la t6, results; sd a0, 8(t6)            # again, while it runs: ERR_ALREADY_AVAILABLE
+1:  li a7, HSM; li a6, 2; li a0, 1; ecall   # hart_get_status(1) until STOPPED (1)
+    li t0, 1; bne a1, t0, 1b
+    li a7, HSM; li a6, 0; li a0, 1; la a1, secondary; li a2, 8; ecall
+    la t6, results; sd a0, 16(t6)           # start it again: 0
+2:  li a7, HSM; li a6, 2; li a0, 1; ecall   # until SUSPENDED (4)
+    li t0, 4; bne a1, t0, 2b
+    li a7, 0x735049; li a6, 0; li a0, 2; li a1, 0; ecall   # an IPI to hart 1 wakes it
+    la t0, resumed
+3:  ld t1, 0(t0); beqz t1, 3b
+    li a7, HSM; li a6, 2; li a0, 1; ecall
+    la t6, results; sd a1, 24(t6)           # STARTED (0) again
+    li a7, 0x53525354; li a6, 0; li a0, 0; li a1, 0; ecall
+secondary:                                  # a0 = hart id, a1 = opaque
+    la t0, runs; li t1, 1; amoadd.d t2, t1, (t0)
+    la t0, opaques; slli t3, t2, 3; add t0, t0, t3; sd a1, 0(t0)
+    bnez t2, 4f
+    li a7, HSM; li a6, 1; ecall             # first run: hart_stop
+    j .
+4:  li t0, 2; csrs sie, t0                  # second run: SSIP may wake it (SIE stays off)
+    li a7, HSM; li a6, 3; li a0, 0; li a1, 0; li a2, 0; ecall   # retentive suspend
+    la t6, results; sd a0, 32(t6)           # it returns 0 when woken
+    li t0, 2; csrc sip, t0
+    la t0, resumed; li t1, 1; sd t1, 0(t0)
+5:  wfi
+    j 5b
+    .data
+    .balign 8
+results: .dword -1, -1, -1, -1, -1
+opaques: .dword 0, 0
+runs: .dword 0
+resumed: .dword 0
+"""
+
+
+def build_and_run(tmp_path, source: str, harts: int):
+    """An S-mode kernel assembled from source, run on the built-in SBI; (vm, outcome,
+    a function reading a 64-bit word at one of its symbols plus an offset)."""
     import test_sbi
+    from elftools.elf.elffile import ELFFile
     from test_sbi import build_kernel
 
     from hvemu.vm import VM, VMConfig
-    saved = test_sbi.KERNEL_SRC
-    test_sbi.KERNEL_SRC = LEGACY_IPI_KERNEL
+    saved, test_sbi.KERNEL_SRC = test_sbi.KERNEL_SRC, source
     try:
         elf = build_kernel(tmp_path)
     finally:
         test_sbi.KERNEL_SRC = saved
-    vm = VM(VMConfig(kernel=elf, vcpus=4, timeout=TIMEOUT))
-    out = vm.run()
-    assert (out.reason, out.exit_code) == ("poweroff", 0), out.detail
-    from elftools.elf.elffile import ELFFile
     with open(elf, "rb") as f:
-        got = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name("got")[0]["st_value"]
-    taken = [int.from_bytes(vm.memory.read(got + 8 * h, 8), "little") for h in range(4)]
-    assert taken == [0, 0, 1, 0]
-    assert out.stats.sbi["legacy 0x4"] == 1
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        addresses = {s.name: s["st_value"] for s in symtab.iter_symbols() if s.name}
+    vm = VM(VMConfig(kernel=elf, vcpus=harts, timeout=TIMEOUT))
+    out = vm.run()
+
+    def word(symbol: str, index: int = 0) -> int:
+        v = int.from_bytes(vm.memory.read(addresses[symbol] + 8 * index, 8), "little")
+        return v - (1 << 64) if v >> 63 else v
+    return vm, out, word
+
+
+def test_sbi_hsm_stops_restarts_and_suspends_a_hart_until_an_ipi(tmp_path):
+    vm, out, word = build_and_run(tmp_path, HSM_KERNEL, 2)
+    assert (out.reason, out.exit_code) == ("poweroff", 0), out.detail
+    assert [word("results", i) for i in range(5)] == [
+        0,          # hart_start of a stopped hart
+        -6,         # hart_start of a started one: SBI_ERR_ALREADY_AVAILABLE
+        0,          # hart_start after its hart_stop
+        0,          # hart_get_status once the IPI woke it: STARTED
+        0]          # hart_suspend (retentive) returned SBI_SUCCESS
+    assert [word("opaques", i) for i in range(2)] == [7, 8]     # a1 = opaque, each start
+    assert word("runs") == 2

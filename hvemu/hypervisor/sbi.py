@@ -8,7 +8,7 @@ DBCN, and the legacy extensions 0x00-0x08.
 from __future__ import annotations
 
 from .csr import SSIP
-from .vcpu import STARTED, STOPPED, Preempt
+from .vcpu import STARTED, STOPPED, SUSPENDED, Preempt
 
 SUCCESS, ERR_FAILED, ERR_NOT_SUPPORTED, ERR_INVALID_PARAM = 0, -1, -2, -3
 ERR_INVALID_ADDRESS, ERR_ALREADY_AVAILABLE = -5, -6
@@ -138,12 +138,15 @@ class SbiFirmware:
         if fid == 2:                    # hart_get_status
             if args[0] >= len(vcpus):
                 return ERR_INVALID_PARAM, 0
-            return SUCCESS, vcpus[args[0]].hsm
+            target = vcpus[args[0]]
+            return SUCCESS, SUSPENDED if target.suspended else target.hsm
         if fid == 3:                    # hart_suspend: retentive suspend behaves as WFI
             if args[0] == 0:
                 hv.vcpu.set_x(10, SUCCESS)
                 hv.vcpu.set_x(11, 0)
-                hv.idle()
+                hv.suspended = True     # SUSPENDED until its next turn (run_quantum)
+                hv.idle()               # (returns at once if an interrupt is pending)
+                hv.suspended = False
                 return SUCCESS, 0
             return ERR_NOT_SUPPORTED, 0
         return ERR_NOT_SUPPORTED, 0

@@ -82,6 +82,7 @@ class VirtualCpu:
         self.fault: GuestFault | None = None
         self.hsm = STARTED                       # the SBI HSM state
         self.waiting = False                     # in WFI, with nothing pending yet
+        self.suspended = False                   # ... because of SBI HSM hart_suspend
         self.quantum_end = 0                     # instret at which the quantum is over
         self.handlers = [None, self.on_budget, self.on_system, self.on_exception,
                          self.on_mmio, self.on_nomem, self.on_debug]
@@ -100,6 +101,7 @@ class VirtualCpu:
         """Run this vCPU for up to `quantum` instructions; True if it ended waiting for
         an interrupt (WFI).  A Stop ends the VM's run."""
         vcpu = self.vcpu
+        self.suspended = False                   # running again: a suspend has ended
         self.quantum_end = vcpu.instret + quantum
         self.timers_changed()
         self.check_interrupts()
