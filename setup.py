@@ -47,7 +47,8 @@ setup(
               "hvemu.process", "hvemu.process.syscalls", "hvemu.control"],
     package_dir={"hvemu.firmware": "firmware"},
     package_data={"hvemu": ["*.pxd", "*.pyx", "core/*.pxi", "core/*.pxi.in", "core/*.h"],
-                  "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf"]},
+                  "hvemu.firmware": ["*.elf", "README.md", "kernel/*.elf", "disk/*.elf",
+                                     "smp/*.elf"]},
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": 3},

@@ -27,8 +27,8 @@ IMAGES = {
     "spin": "spins with interrupts off, never exits or waits (fairness tests)",
     "probe": "hostile: looks for another VM's canary in every reachable address, by loads, "
              "stores and virtio-blk DMA (needs --disk FILE, --memory 128M)",
-    "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging); "
-              "boot with --kernel kernel",
+    "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging; "
+              "other harts started by SBI HSM); boot with --kernel kernel",
     "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "
                    "(needs --disk FILE)",
     "disk-two": "virtio-blk: two disks, each keeps its own data (needs two --disk)",
@@ -38,6 +38,17 @@ IMAGES = {
                   "(needs --disk FILE of 16M)",
     "disk-journal": "virtio-blk: 16 rounds of writes, each acknowledged on the UART only "
                     "after its FLUSH (needs --disk FILE of 128K)",
+    "smp-amo": "SMP: every hart hammers shared words with amoadd/amoswap/amomax/amominu/"
+               "amoor/amoand/amoxor; exact totals (--vcpus N)",
+    "smp-lrsc": "SMP: every hart hammers an LR/SC spinlock and lr/sc add loops; exact totals",
+    "smp-ipi": "SMP: CLINT msip self-IPI, 10,000 ping-pong round trips between harts 0 and 1, "
+               "a token ring over all harts",
+    "smp-litmus": "SMP: a hart's sc fails after another hart stores to its LR's reservation "
+                  "set (sw, sb, amoadd, lr/sc, sd, the same value, amoor 0)",
+    "smp-bench": "SMP: every hart (up to 8) runs bench's workload on its own copy of its data; "
+                 "hart 0 prints each one's checksum and instret",
+    "smp-rfence": "SMP, S-mode under Sv39: SBI HSM hart_start, remote sfence.vma (page, ASID, "
+                  "all, range) and remote fence.i seen by the other harts (boot with --kernel)",
 }
 
 # images that do not live at <name>.elf
@@ -49,6 +60,12 @@ FILES = {
     "disk-flush": "disk/flush.elf",
     "disk-bench": "disk/diskbench.elf",
     "disk-journal": "disk/journal.elf",
+    "smp-amo": "smp/amo.elf",
+    "smp-lrsc": "smp/lrsc.elf",
+    "smp-ipi": "smp/ipi.elf",
+    "smp-litmus": "smp/litmus.elf",
+    "smp-bench": "smp/bench.elf",
+    "smp-rfence": "smp/rfence.elf",
 }
 
 

@@ -103,6 +103,8 @@ ctypedef struct HartState:
     uint64_t pc
     uint64_t instret     # instructions retired
     uint64_t stop_at     # run() returns EXIT_BUDGET when instret reaches this
+    uint32_t stop_soft   # stop_at may be overshot by up to a page of straight-line code
+                         # (a quantum's end): no exact last stretch in the interpreter
     # translation state, pushed by the hypervisor whenever it changes (like a VMCS)
     uint32_t priv        # 0 U, 1 S, 3 M: privilege of instruction fetch
     uint32_t ls_priv     # effective privilege of loads/stores (MPRV applied)

@@ -495,6 +495,16 @@ cdef class VCpu:
         self.s.stop_at = v
 
     @property
+    def stop_soft(self):
+        """Whether run() may retire a little past stop_at (a page of straight-line
+        code at most) instead of stopping on it exactly."""
+        return bool(self.s.stop_soft)
+
+    @stop_soft.setter
+    def stop_soft(self, bint v):
+        self.s.stop_soft = v
+
+    @property
     def priv(self):
         return self.s.priv
 

@@ -251,6 +251,11 @@ GATE_FIGURES = {
     "dual_csr_exit": ("csrloop", "exit", 62_500, "dual"),     # finished in the core
     "dual_page_fault_exit": ("faults", "exit", 700_000, "dual"),
     "dual_sfence_exit": ("sfence", "exit", 1_200_000, "dual"),   # finished in the core
+    # SMP (native, with the 5th field's harts): lr/sc and AMOs (the reference
+    # interpreter's path) and the quantum switches of 4 harts hammering one lock; IPI
+    # ping-pong between 2 harts: msip MMIO, WFI and the turns each wake-up takes
+    "smp_lrsc_per_instruction": ("smp-lrsc", "instruction", 4_000_000, "native", 4),
+    "ipi_exit": ("smp-ipi", "exit", 500_000, "native", 2),
 }
 DEFAULT_COUNT_TOLERANCE = 0.10       # a figure may cost 10 % more host instructions
 
@@ -266,7 +271,8 @@ def count_figures(names=None) -> dict[str, dict]:
     if not valgrind_available():
         raise ToolMissingError("the perf gate counts instructions with valgrind: "
                          "apt-get install valgrind")
-    spec = {n: f"{GATE_FIGURES[n][0]}:{GATE_FIGURES[n][3]}:{GATE_FIGURES[n][2]}" for n in names}
+    spec = {n: ":".join(map(str, (GATE_FIGURES[n][0], GATE_FIGURES[n][3], GATE_FIGURES[n][2],
+                                   *GATE_FIGURES[n][4:]))) for n in names}   # [:HARTS]
     counted = exitcosts.count(list(dict.fromkeys(spec.values())))
     results = {}
     for name in names:

@@ -42,12 +42,14 @@ KINDS = {
 VTX_ROUND_TRIP_CYCLES = (937, 2409)          # Adams & Agesen, ASPLOS 2006, Table 1
 
 
-def run_guest(image: str, kind: str, max_instructions: int | None = None, measured=False):
+def run_guest(image: str, kind: str, max_instructions: int | None = None, measured=False,
+              vcpus: int = 1):
     """One run of a bundled guest under a hypervisor class: (Outcome, VM)."""
     from . import _core
     from .hypervisor.hosted import make_hypervisor
     from .vm import VM, VMConfig
-    config = VMConfig(image=images.resolve(image), max_instructions=max_instructions)
+    config = VMConfig(image=images.resolve(image), max_instructions=max_instructions,
+                      vcpus=vcpus)
     vm = VM(config, Console(), hypervisor=make_hypervisor(kind, reserve=config.memory))
     out = _core.measured(vm.run) if measured else vm.run()
     return out, vm
@@ -68,10 +70,12 @@ def timed(image: str, kind: str, repeat: int) -> dict:
 
 
 def _count_child(specs: list[str]) -> None:
-    """Under callgrind: each IMAGE:CLASS:LIMIT inside _core.measured(), one JSON line each."""
+    """Under callgrind: each IMAGE:CLASS:LIMIT[:HARTS] inside _core.measured(), one JSON
+    line each."""
     for spec in specs:
-        image, kind, limit = spec.split(":")
-        out, vm = run_guest(image, kind, int(limit), measured=True)
+        image, kind, limit, *harts = spec.split(":")
+        out, vm = run_guest(image, kind, int(limit), measured=True,
+                            vcpus=int(harts[0]) if harts else 1)
         print(json.dumps({"spec": spec,
                           "exits": sum(out.stats.exits) + out.stats.privileged_part,
                           "instructions": out.stats.instructions,

@@ -314,7 +314,7 @@ class VM:
         self.memory.write(fdt_addr, dtb)
         self.fdt_addr = fdt_addr
         for vc in self.vcpus:
-            vc.waiting = False
+            vc.waiting = vc.suspended = False
             vc.fault = None
         if firmware is not None:
             # every hart starts in the ROM, as on QEMU's virt: a0 = its hart id (mhartid)

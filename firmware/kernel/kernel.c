@@ -11,9 +11,17 @@
  *      touches memory it must not;
  *   5. shuts the machine down through SBI when every process has exited.
  *
- * Firmware interface: only SBI (console putchar, set_timer, system reset).
- * There is exactly one kernel stack: every trap runs to completion and then
- * returns to some user process, so the kernel needs no threads of its own.
+ * Other harts (SMP): the boot hart starts every other hart the SBI reports
+ * stopped with HSM hart_start.  Each one turns on paging with the kernel's
+ * table, prints that it started, runs its own task -- a few ticks of its own
+ * SBI timer, counted into a shared total with an AMO -- and stops itself
+ * (hart_stop).  The processes all run on the boot hart; it waits for the other
+ * harts' tasks before it shuts down.
+ *
+ * Firmware interface: only SBI (console putchar, set_timer, system reset, and
+ * HSM on several harts).  There is one kernel stack for the boot hart: every
+ * trap runs to completion and then returns to some user process, so the
+ * kernel needs no threads of its own; each other hart has a small stack.
  */
 #include "common.h"
 #include "format.h"
@@ -32,6 +40,7 @@ typedef u64 pte_t;
 #define SSTATUS_SPP    (1UL << 8)     /* previous mode: 0 = user */
 #define SSTATUS_SUM    (1UL << 18)    /* S-mode may access U pages */
 #define SIE_STIE       (1UL << 5)     /* supervisor timer interrupt enable */
+#define SIP_STIP       (1UL << 5)     /* ... and pending */
 #define SCOUNTEREN_TM  (1UL << 1)     /* U-mode may read the `time` CSR */
 
 #define SCAUSE_INTR    (1UL << 63)
@@ -52,20 +61,31 @@ static inline void sfence_vma(void) { asm volatile("sfence.vma zero, zero" ::: "
 #define SBI_EXT_BASE          0x10        /* FID 3: probe_extension */
 #define SBI_EXT_TIME          0x54494D45  /* "TIME", FID 0: set_timer */
 #define SBI_EXT_SRST          0x53525354  /* "SRST", FID 0: system_reset */
+#define SBI_EXT_HSM           0x48534D    /* "HSM": 0 hart_start, 1 hart_stop, 2 get_status */
+#define HSM_STOPPED           1
 
 struct sbiret { long error, value; };
 
-static struct sbiret sbi_call(long eid, long fid, long arg0, long arg1)
+static struct sbiret sbi_call3(long eid, long fid, long arg0, long arg1, long arg2)
 {
     register long a0 asm("a0") = arg0;
     register long a1 asm("a1") = arg1;
+    register long a2 asm("a2") = arg2;
     register long a6 asm("a6") = fid;
     register long a7 asm("a7") = eid;
-    asm volatile("ecall" : "+r"(a0), "+r"(a1) : "r"(a6), "r"(a7) : "memory");
+    asm volatile("ecall" : "+r"(a0), "+r"(a1) : "r"(a2), "r"(a6), "r"(a7) : "memory");
     return (struct sbiret){ a0, a1 };
 }
 
+static struct sbiret sbi_call(long eid, long fid, long arg0, long arg1)
+{
+    return sbi_call3(eid, fid, arg0, arg1, 0);
+}
+
 static void kputc(char c) { sbi_call(SBI_LEGACY_PUTCHAR, 0, c, 0); }
+
+/* One hart prints at a time: a spinlock (amoswap.w.aq / amoswap.w.rl). */
+static volatile int console_lock;
 
 static __attribute__((format(printf, 1, 2))) void kprintf(const char *fmt, ...)
 {
@@ -74,7 +94,10 @@ static __attribute__((format(printf, 1, 2))) void kprintf(const char *fmt, ...)
     va_start(ap, fmt);
     vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    while (__atomic_exchange_n(&console_lock, 1, __ATOMIC_ACQUIRE))
+        ;
     for (char *s = buf; *s; s++) kputc(*s);
+    __atomic_store_n(&console_lock, 0, __ATOMIC_RELEASE);
 }
 
 static int have_time_ext;               /* SBI TIME extension present? */
@@ -231,6 +254,8 @@ static void proc_create(void (*entry)(void), const char *name)
             p->pid, name, p->tf.sepc, (u64)p->pagetable);
 }
 
+static void harts_wait(void);
+
 /* Round robin: pick the next RUNNABLE process after the current one and
  * switch to its address space.  Shuts down when none is left. */
 static struct trapframe *schedule(void)
@@ -248,6 +273,7 @@ static struct trapframe *schedule(void)
         return &p->tf;
     }
     kprintf("kernel: %ld context switches\n", context_switches);
+    harts_wait();
     kprintf("kernel: all processes exited\n");
     shutdown(0);
 }
@@ -364,6 +390,76 @@ void kernel_trap(void)
     shutdown(1);
 }
 
+/* ------------------------------------------------------------ other harts */
+
+#define MAX_HARTS   64                  /* hart ids probed with hart_get_status */
+#define MAX_OTHERS  7                   /* harts started besides the boot hart */
+#define HART_TICKS  3                   /* each other hart's task: its own timer ticks */
+#define HART_STACK  4096
+
+static char hart_stacks[MAX_OTHERS][HART_STACK] __attribute__((aligned(16)));
+static int harts_started;
+static volatile int harts_done, ticks_total;
+
+/* Entered from secondary_start (start.S) on a hart started by hart_start, in
+ * S-mode with satp = 0, sp = its stack. */
+void secondary_main(u64 hartid)
+{
+    csr_write(stvec, trap_vector);
+    csr_write(satp, SATP_SV39(kernel_pt));
+    sfence_vma();
+    kprintf("kernel: hart %ld started (SBI HSM), sv39 paging on\n", hartid);
+
+    /* The task: HART_TICKS ticks of this hart's own timer, waited for in WFI
+     * with the interrupt enabled in sie but sstatus.SIE off (not taken). */
+    csr_set(sie, SIE_STIE);
+    for (int i = 0; i < HART_TICKS; i++) {
+        set_timer(rdtime() + TIMER_QUANTUM);
+        while (!(csr_read(sip) & SIP_STIP))
+            asm volatile("wfi");
+        __atomic_fetch_add(&ticks_total, 1, __ATOMIC_RELAXED);
+    }
+    set_timer(-1UL);                            /* no more ticks: STIP clears */
+    csr_clear(sie, SIE_STIE);
+    kprintf("kernel: hart %ld: task done, %d timer ticks\n", hartid, HART_TICKS);
+    __atomic_fetch_add(&harts_done, 1, __ATOMIC_RELEASE);
+    sbi_call(SBI_EXT_HSM, 1, 0, 0);             /* hart_stop: does not return */
+    for (;;)
+        asm volatile("wfi");
+}
+
+/* Start every hart the SBI reports stopped (HSM present), up to MAX_OTHERS. */
+static void harts_start(u64 boot_hart)
+{
+    extern char secondary_start[];                                   /* start.S */
+    struct sbiret hsm = sbi_call(SBI_EXT_BASE, 3, SBI_EXT_HSM, 0);  /* probe_extension */
+    int present = 1;
+    if (hsm.error == 0 && hsm.value != 0) {
+        for (u64 h = 0; h < MAX_HARTS; h++) {
+            if (h == boot_hart) continue;
+            struct sbiret st = sbi_call(SBI_EXT_HSM, 2, h, 0);      /* hart_get_status */
+            if (st.error) continue;                                  /* no such hart */
+            present++;
+            if (st.value != HSM_STOPPED || harts_started == MAX_OTHERS) continue;
+            u64 stack_top = (u64)hart_stacks[harts_started] + HART_STACK;
+            if (sbi_call3(SBI_EXT_HSM, 0, h, (u64)secondary_start, stack_top).error == 0)
+                harts_started++;
+        }
+    }
+    kprintf("kernel: %d hart%s, %d started with SBI HSM\n", present,
+            present == 1 ? "" : "s", harts_started);
+}
+
+/* Before the shutdown: wait until every started hart has done its task. */
+static void harts_wait(void)
+{
+    if (!harts_started) return;
+    while (__atomic_load_n(&harts_done, __ATOMIC_ACQUIRE) != harts_started)
+        ;
+    kprintf("kernel: %d other harts ran their tasks, %d timer ticks in all\n",
+            harts_started, ticks_total);
+}
+
 /* ------------------------------------------------------------------- boot */
 
 void kmain(u64 hartid, u64 dtb)
@@ -387,6 +483,7 @@ void kmain(u64 hartid, u64 dtb)
     kprintf("kernel: timer via SBI %s, quantum %ld ticks\n",
             have_time_ext ? "TIME extension" : "legacy set_timer", TIMER_QUANTUM);
     csr_write(scounteren, SCOUNTEREN_TM);       /* user programs use rdtime */
+    harts_start(hartid);
 
     proc_create(user_proc_a, "A: ticks, then heap via sbrk");
     proc_create(user_proc_b, "B: ticks, then a big stack array");

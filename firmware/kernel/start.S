@@ -24,6 +24,15 @@ _start:                         /* a0 = hart id, a1 = device tree (from SBI) */
 3:  wfi
     j       3b
 
+    /* A hart started by SBI HSM hart_start: a0 = hart id, a1 = its stack top. */
+    .globl  secondary_start
+secondary_start:
+    mv      sp, a1
+    csrw    sscratch, zero
+    call    secondary_main      /* never returns */
+4:  wfi
+    j       4b
+
     .text
     .globl  trap_vector
     .balign 4                   /* stvec direct mode: 4-byte aligned */

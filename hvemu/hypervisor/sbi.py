@@ -8,7 +8,7 @@ DBCN, and the legacy extensions 0x00-0x08.
 from __future__ import annotations
 
 from .csr import SSIP
-from .vcpu import STARTED, STOPPED, Preempt
+from .vcpu import STARTED, STOPPED, SUSPENDED, Preempt
 
 SUCCESS, ERR_FAILED, ERR_NOT_SUPPORTED, ERR_INVALID_PARAM = 0, -1, -2, -3
 ERR_INVALID_ADDRESS, ERR_ALREADY_AVAILABLE = -5, -6
@@ -138,12 +138,15 @@ class SbiFirmware:
         if fid == 2:                    # hart_get_status
             if args[0] >= len(vcpus):
                 return ERR_INVALID_PARAM, 0
-            return SUCCESS, vcpus[args[0]].hsm
+            target = vcpus[args[0]]
+            return SUCCESS, SUSPENDED if target.suspended else target.hsm
         if fid == 3:                    # hart_suspend: retentive suspend behaves as WFI
             if args[0] == 0:
                 hv.vcpu.set_x(10, SUCCESS)
                 hv.vcpu.set_x(11, 0)
-                hv.idle()
+                hv.suspended = True     # SUSPENDED until its next turn (run_quantum)
+                hv.idle()               # (returns at once if an interrupt is pending)
+                hv.suspended = False
                 return SUCCESS, 0
             return ERR_NOT_SUPPORTED, 0
         return ERR_NOT_SUPPORTED, 0
@@ -186,6 +189,22 @@ class SbiFirmware:
                   EXT_HSM: hsm, EXT_SRST: srst, EXT_DBCN: dbcn}
 
     # ---- legacy extensions (SBI v0.1) ----
+    def legacy_targets(self, hv, mask_va: int) -> list | None:
+        """The harts an SBI v0.1 hart mask names: a0 is the S-mode virtual address of an
+        unsigned long whose bit i is hart i (0: every hart, as OpenSBI reads it); None if
+        the kernel cannot read that address."""
+        vcpus = self.vm.vcpus
+        if mask_va == 0:
+            return list(vcpus)
+        pa, _cause = hv.vcpu.translate(mask_va)
+        if pa is None or mask_va & 7:
+            return None
+        try:
+            mask = int.from_bytes(self.vm.memory.read(pa, 8), "little")
+        except (IndexError, OverflowError):
+            return None
+        return [vc for i, vc in enumerate(vcpus) if (mask >> i) & 1]
+
     def legacy(self, hv, eid, args):
         if eid == 0x00:
             self.set_timer(hv, args[0])
@@ -199,14 +218,17 @@ class SbiFirmware:
         if eid == 0x03:
             hv.hart.csr.mip_sw &= ~SSIP
             return 0
-        if eid == 0x04:                 # send_ipi(hart_mask in memory): every hart
-            for vc in self.vm.vcpus:
-                vc.hart.csr.mip_sw |= SSIP
-            hv.check_interrupts()
-            return 0
-        if eid in (0x05, 0x06, 0x07):   # remote fences: every hart
-            for vc in self.vm.vcpus:
-                vc.vcpu.flush_tlb()
+        if eid in (0x04, 0x05, 0x06, 0x07):     # send_ipi, remote fence.i/sfence.vma
+            targets = self.legacy_targets(hv, args[0])
+            if targets is None:
+                return ERR_INVALID_ADDRESS
+            for vc in targets:
+                if eid == 0x04:
+                    vc.hart.csr.mip_sw |= SSIP
+                else:                           # (fence.i too: a flush is harmless)
+                    vc.vcpu.flush_tlb()
+            if eid == 0x04 and hv in targets:
+                hv.check_interrupts()
             return 0
         self.vm.power.poweroff(0)       # 0x08 shutdown
         return 0

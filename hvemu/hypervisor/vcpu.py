@@ -82,6 +82,7 @@ class VirtualCpu:
         self.fault: GuestFault | None = None
         self.hsm = STARTED                       # the SBI HSM state
         self.waiting = False                     # in WFI, with nothing pending yet
+        self.suspended = False                   # ... because of SBI HSM hart_suspend
         self.quantum_end = 0                     # instret at which the quantum is over
         self.handlers = [None, self.on_budget, self.on_system, self.on_exception,
                          self.on_mmio, self.on_nomem, self.on_debug]
@@ -100,6 +101,7 @@ class VirtualCpu:
         """Run this vCPU for up to `quantum` instructions; True if it ended waiting for
         an interrupt (WFI).  A Stop ends the VM's run."""
         vcpu = self.vcpu
+        self.suspended = False                   # running again: a suspend has ended
         self.quantum_end = vcpu.instret + quantum
         self.timers_changed()
         self.check_interrupts()
@@ -272,14 +274,22 @@ class VirtualCpu:
         if vm.control.request is not None:
             vcpu.stop_at = 0
             return
-        stop = self.quantum_end
+        stop, exact = self.quantum_end, False
         deadline = self.next_timer_deadline()
         if deadline is not None:
-            stop = min(stop, max(self.clock.instret_at(deadline), vcpu.instret + 1))
+            at = max(self.clock.instret_at(deadline), vcpu.instret + 1)
+            if at <= stop:
+                stop, exact = at, True
         if vm.max_instructions is not None:
-            stop = min(stop, vcpu.instret + max(0, vm.max_instructions - vm.instructions))
-        if self.step_end is not None:
-            stop = min(stop, self.step_end)
+            limit = vcpu.instret + max(0, vm.max_instructions - vm.instructions)
+            if limit <= stop:
+                stop, exact = limit, True
+        if self.step_end is not None and self.step_end <= stop:
+            stop, exact = self.step_end, True
+        # the quantum's end may be overshot by a page of straight-line code at most (no
+        # exact last stretch in the reference interpreter); deadlines, limits and steps
+        # may not
+        vcpu.stop_soft = not exact
         vcpu.stop_at = stop
 
     def idle(self) -> None:
