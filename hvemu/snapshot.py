@@ -337,6 +337,15 @@ def _set_fields(obj, values: dict, names) -> None:
         setattr(obj, n, list(v) if isinstance(v, list) else v)
 
 
+def _schedule(vm):
+    """Where the scheduler's round goes on: [hart, instructions left of its quantum] when
+    a stop (--max-instructions) cut that hart's quantum, [hart, None] after a pause."""
+    if vm.sched_at is not None:
+        vc = vm.vcpus[vm.sched_at]
+        return [vm.sched_at, max(0, vc.quantum_end - vc.vcpu.instret)]
+    return list(vm.resume_point) if vm.resume_point is not None else None
+
+
 def capture(vm) -> dict:
     """The STAT section: all state of a stopped VM (no vCPU running) but its memory."""
     vcpus = []
@@ -365,6 +374,7 @@ def capture(vm) -> dict:
                                                              for q in dev.queues]}
                    for dev in vm.virtio],
         "power": {"exit_code": vm.power.exit_code},
+        "schedule": _schedule(vm),
         "instructions": vm.instructions,
     }
     return state
@@ -429,6 +439,11 @@ def _apply(vm, state: dict) -> None:
         for q, qs in zip(dev.queues, d["queues"], strict=True):
             _set_fields(q, qs, QUEUE_FIELDS)
     vm.power.exit_code = state["power"]["exit_code"]
+    sched = state["schedule"]
+    vm.resume_point = (int(sched[0]), sched[1]) if sched is not None else None
+    vm.sched_at = None
+    if vm.resume_point is not None and not 0 <= vm.resume_point[0] < len(vm.vcpus):
+        raise ValueError("the schedule names a hart that is not there")
     for vc in vm.vcpus:
         vc.hart.sync_counters()
     if vm.instructions != state["instructions"]:
@@ -619,14 +634,16 @@ class Stopped:
         import threading
         import time
         vm = self.vm
-        if vm.state not in ("running", "paused") or vm.control.paused:
+        control = vm.control
+        if vm.state not in ("running", "paused"):
             return self
         if getattr(vm, "_loop_thread", None) is threading.current_thread():
             return self                      # called from the VM's own loop: already stopped
         start = time.monotonic()
-        vm.control.ask("pause")
-        self.resume = True
-        while not vm.control.paused:
+        if not (control.paused or control.request == "pause"):
+            control.ask("pause")
+            self.resume = True
+        while not control.halted.is_set():   # the scheduler has seen the pause
             if vm.state == "shutdown":
                 self.resume = False
                 raise HvemuError("the VM stopped")

@@ -173,6 +173,8 @@ class VM:
         self.hart = self.hv.hart
         self.images: list[LoadedImage] = []
         self.adopted_state: list[dict] | None = None   # from a hosted hypervisor's process
+        self.resume_point = None                 # (hart, instructions): where a round goes on
+        self.sched_at = None                     # the hart whose quantum is running
         self.state = "created"
         # callables (event, data) told of the lifecycle, from the thread it happens on:
         # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
@@ -484,6 +486,7 @@ class VM:
         self.reboot()
 
     def reboot(self) -> None:
+        self.resume_point = self.sched_at = None
         self.memory.clear()
         self.plic.reset()
         self.clint.reset()

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import EXIT_DATAERR, EXIT_NOINPUT, run_hvemu, stderr_lines
+from conftest import EXIT_DATAERR, EXIT_NOINPUT, RV, run_hvemu, stderr_lines
 
 from hvemu import images
 from hvemu.errors import HvemuError
@@ -266,3 +266,45 @@ def test_a_snapshot_file_is_written_atomically(tmp_path):
 def test_restore_of_a_shut_down_vm_state_is_refused_cleanly():
     with pytest.raises(HvemuError):
         VM.restore("/nonexistent/snapshot")
+
+
+# ---- SMP: the scheduler's round goes on where it was cut ----
+
+def _bne(rs1: int, rs2: int, offset: int) -> int:
+    o = offset & 0x1FFF
+    return ((((o >> 12) & 1) << 31) | (((o >> 5) & 0x3F) << 25) | (rs2 << 20) | (rs1 << 15)
+            | (1 << 12) | (((o >> 1) & 0xF) << 8) | (((o >> 11) & 1) << 7) | 0x63)
+
+
+def smp_printer() -> bytes:
+    """Every hart prints its digit, then spins 40,000 loop iterations, 60 times; hart 0
+    then powers off.  The order of the digits is the scheduler's interleaving."""
+    T3, T4 = 28, 29
+    words = [RV.lui(RV.T2, 0x10000),                      # t2 = UART
+             RV.addi(RV.T1, RV.A0, 48),                   # t1 = '0' + hart id
+             RV.addi(T4, RV.ZERO, 60),                    # t4 = lines left
+             RV.sw(RV.T1, RV.T2, 0),                      # outer: print
+             *RV.li(T3, 40_000),                          # t3 = spins
+             RV.addi(T3, T3, -1),                         # inner:
+             _bne(T3, RV.ZERO, -4),
+             RV.addi(T4, T4, -1),
+             _bne(T4, RV.ZERO, -4 * (3 + len(RV.li(T3, 40_000)))),
+             _bne(RV.A0, RV.ZERO, 0),                     # harts but 0: spin here
+             *RV.poweroff(0)]
+    return RV.code(*words)
+
+
+@pytest.mark.parametrize("stop_at", [150_000, 1_234_567, 5_000_001])
+def test_an_smp_vm_saved_mid_quantum_goes_on_with_the_same_interleaving(
+        tmp_path, raw_image, stop_at):
+    image = str(raw_image(smp_printer()))
+    full = VM(VMConfig(image=image, vcpus=3))
+    assert full.run().reason == "poweroff"
+    assert len(set(full.console.text)) == 3                # all three harts printed
+    first = VM(VMConfig(image=image, vcpus=3, max_instructions=stop_at))
+    assert first.run().reason == "max-instructions"
+    first.save(tmp_path / "smp.snap")
+    second = VM.restore(tmp_path / "smp.snap")
+    second.run()
+    assert first.console.output_bytes + second.console.output_bytes == full.console.output_bytes
+    assert second.instructions == full.instructions
