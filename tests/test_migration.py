@@ -358,3 +358,21 @@ def test_migration_parameters_are_checked():
     with pytest.raises(UsageError):
         migration.set_parameters(vm, bogus=1)
     assert migration.query(vm) == {}
+
+
+def test_an_smp_guest_that_interleaves_its_harts_goes_on_exactly_as_without(raw_image):
+    """Three harts printing their digits in turn: the pauses of the rounds and the move
+    cut no quantum short (the round goes on where it stopped), so the target prints
+    exactly the interleaving the uninterrupted run prints."""
+    from test_snapshot import smp_printer
+    image = raw_image(smp_printer(spins=1_000_000))
+    full = VM(VMConfig(image=str(image), vcpus=3))
+    full.run()
+    vm = VM(VMConfig(image=str(image), vcpus=3))
+    target = Target(image, "--vcpus", "3")
+    vm.start()
+    time.sleep(0.1)
+    info = vm.migrate(target.uri).wait(60)
+    code, out, err = target.finish()
+    assert info["status"] == "completed" and code == 0, (info, err)
+    assert out and vm.console.output_bytes + out == full.console.output_bytes

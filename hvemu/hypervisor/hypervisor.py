@@ -209,8 +209,10 @@ class Hypervisor:
                 if several:                    # another hart runs next: its stores may
                     vc.vcpu.clear_reservation()   # break this one's LR reservation
                 ran = True
-                if control.paused:             # no other hart runs while paused
-                    vm.resume_point = (i + 1, None) if i + 1 < len(vm.vcpus) else None
+                if control.paused:             # no other hart runs while paused, and
+                    left = vc.quantum_end - vc.vcpu.instret     # this one goes on with
+                    vm.resume_point = ((i, left) if left > 0 else  # the rest of its quantum
+                                       (i + 1, None) if i + 1 < len(vm.vcpus) else None)
                     break
             if ran or start:                   # (the harts before start run next round)
                 return True
