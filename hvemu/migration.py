@@ -449,3 +449,78 @@ def receive(vm, uri: str, server: socket.socket | None = None, ready=None) -> di
     conn.close()
     vm.state = "created"
     return info
+
+
+# ---------------------------------------------------------------------------
+# QMP: the handlers, for the QMP server's command registry (hvemu/control/qmp.py):
+#     for name, fn in QMP_COMMANDS.items():
+#         wrapper = lambda session, _fn=fn, **args: _fn(session.control.vm, **args)
+#         wrapper.parameters = fn.parameters          # QMP names -> required
+#         command(name)(wrapper)
+# Each takes the VM and the command's arguments by their QMP names (dashes), returns the
+# QMP "return" value, and raises HvemuError (an error reply's desc) when it refuses.
+# ---------------------------------------------------------------------------
+
+def _qmp(parameters: dict):
+    def mark(fn):
+        fn.parameters = parameters
+        return fn
+    return mark
+
+
+@_qmp({"uri": True, "blk": False, "inc": False, "detach": False, "resume": False})
+def qmp_migrate(vm, **args) -> dict:
+    if args.get("blk") or args.get("inc"):
+        raise HvemuError("block migration (blk, inc) is not supported: put the disks on a "
+                         "shared host file")
+    if args.get("resume"):
+        raise HvemuError("postcopy resume is not supported")
+    start(vm, args["uri"])
+    return {}
+
+
+@_qmp({})
+def qmp_query_migrate(vm) -> dict:
+    return query(vm)
+
+
+@_qmp({key: False for key in DEFAULTS})
+def qmp_migrate_set_parameters(vm, **args) -> dict:
+    set_parameters(vm, **args)
+    return {}
+
+
+@_qmp({})
+def qmp_query_migrate_parameters(vm) -> dict:
+    return dict(parameters(vm))
+
+
+@_qmp({})
+def qmp_migrate_cancel(vm) -> dict:
+    cancel(vm)
+    return {}
+
+
+@_qmp({"file": True})
+def qmp_savevm(vm, **args) -> dict:
+    """x-hvemu-savevm {"file": PATH}: the whole VM to a snapshot file."""
+    return {"bytes": vm.save(args["file"])}
+
+
+@_qmp({"file": True})
+def qmp_loadvm(vm, **args) -> dict:
+    """x-hvemu-loadvm {"file": PATH}: the VM goes on from a snapshot file (of the same
+    machine); a truncated, corrupt or foreign file leaves it as it was."""
+    snapshot.load(vm, args["file"])
+    return {}
+
+
+QMP_COMMANDS = {
+    "migrate": qmp_migrate,
+    "query-migrate": qmp_query_migrate,
+    "migrate-set-parameters": qmp_migrate_set_parameters,
+    "query-migrate-parameters": qmp_query_migrate_parameters,
+    "migrate_cancel": qmp_migrate_cancel,
+    "x-hvemu-savevm": qmp_savevm,
+    "x-hvemu-loadvm": qmp_loadvm,
+}

@@ -601,8 +601,16 @@ def restore_into(vm, path) -> dict:
         reader = SectionReader(f.read, what)
         reader.header()
         info = load_stream(vm, reader)
-    vm.state = "created"
+    if vm.state == "shutdown":
+        vm.state = "created"
     return info
+
+
+def load(vm, path) -> dict:
+    """loadvm: restore_into a VM that may be running (it is paused meanwhile, and goes
+    on from the snapshot's state when resumed)."""
+    with Stopped(vm):
+        return restore_into(vm, path)
 
 
 def restore(path, console=None, hypervisor=None, **overrides):

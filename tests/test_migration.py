@@ -376,3 +376,38 @@ def test_an_smp_guest_that_interleaves_its_harts_goes_on_exactly_as_without(raw_
     code, out, err = target.finish()
     assert info["status"] == "completed" and code == 0, (info, err)
     assert out and vm.console.output_bytes + out == full.console.output_bytes
+
+
+# ---- the handlers the QMP commands call ----
+
+def test_the_qmp_handlers_drive_migration_and_snapshots(tmp_path):
+    from hvemu import migration
+    from hvemu.errors import HvemuError
+    cmds = migration.QMP_COMMANDS
+    assert {"migrate", "query-migrate", "migrate-set-parameters", "migrate_cancel",
+            "query-migrate-parameters", "x-hvemu-savevm", "x-hvemu-loadvm"} <= set(cmds)
+    for fn in cmds.values():
+        assert isinstance(fn.parameters, dict)
+    full = uninterrupted("bench")
+    first = VM(config("bench", max_instructions=150_000_000))
+    first.run()
+    assert cmds["x-hvemu-savevm"](first, file=str(tmp_path / "s"))["bytes"] > 0
+    running = VM(config("bench"))
+    running.start()                               # loadvm into a VM that is running
+    time.sleep(0.05)
+    before = running.console.position
+    assert cmds["x-hvemu-loadvm"](running, file=str(tmp_path / "s")) == {}
+    assert running.wait(60).reason == "poweroff"
+    assert running.instructions == VM(config("bench")).run().stats.instructions
+    assert running.console.output_since(before) == full[len(first.console.output_bytes):]
+    vm = VM(config("bench"))
+    assert cmds["migrate-set-parameters"](vm, **{"downtime-limit": 10}) == {}
+    assert cmds["query-migrate-parameters"](vm)["downtime-limit"] == 10
+    assert cmds["query-migrate"](vm) == {}
+    with pytest.raises(HvemuError, match="block migration"):
+        cmds["migrate"](vm, uri="tcp:127.0.0.1:1", blk=True)
+    target = Target("bench")
+    assert cmds["migrate"](vm, uri=target.uri) == {}
+    vm.migration.wait(60)
+    assert cmds["query-migrate"](vm)["status"] == "completed"
+    assert target.finish()[1] == full
