@@ -411,3 +411,46 @@ def test_the_qmp_handlers_drive_migration_and_snapshots(tmp_path):
     vm.migration.wait(60)
     assert cmds["query-migrate"](vm)["status"] == "completed"
     assert target.finish()[1] == full
+
+
+def test_a_disk_on_a_shared_host_file_is_flushed_and_handed_over(tmp_path):
+    """disk-journal acknowledges each round of writes after its FLUSH: migrated mid-run,
+    the target (on the same file) goes on, and the disk ends as the uninterrupted run's."""
+    from hvemu.disks import DiskSpec
+    ref_disk = tmp_path / "ref.img"
+    ref_disk.write_bytes(bytes(128 << 10))
+    ref = VM(config("disk-journal", disks=[DiskSpec(str(ref_disk))]))
+    assert ref.run().reason == "poweroff"
+    disk = tmp_path / "shared.img"
+    disk.write_bytes(bytes(128 << 10))
+    half = ref.instructions // 2               # the middle of its rounds, exactly:
+    first = VM(config("disk-journal", disks=[DiskSpec(str(disk))], max_instructions=half))
+    first.run()
+    first.save(tmp_path / "half.snap")
+    source = VM.restore(tmp_path / "half.snap")   # ... where the source stands
+    target = Target("disk-journal", "--disk", disk)
+    info = source.migrate(target.uri).wait(60)
+    code, out, err = target.finish()
+    assert info["status"] == "completed" and code == 0, (info, err)
+    assert first.console.output_bytes + source.console.output_bytes + out == \
+        ref.console.output_bytes
+    assert disk.read_bytes() == ref_disk.read_bytes()
+
+
+def test_a_disk_guest_migrated_while_it_writes_ends_with_the_same_disk(tmp_path):
+    from hvemu.disks import DiskSpec
+    ref_disk = tmp_path / "ref.img"
+    ref_disk.write_bytes(bytes(16 << 20))
+    ref = VM(config("disk-bench", disks=[DiskSpec(str(ref_disk))]))
+    assert ref.run().reason == "poweroff"
+    disk = tmp_path / "shared.img"
+    disk.write_bytes(bytes(16 << 20))
+    vm = VM(config("disk-bench", disks=[DiskSpec(str(disk))]))
+    target = Target("disk-bench", "--disk", disk)
+    vm.start()
+    time.sleep(0.15)
+    info = vm.migrate(target.uri).wait(60)
+    code, out, err = target.finish()
+    assert info["status"] == "completed" and code == 0, (info, err)
+    assert out and vm.console.output_bytes + out == ref.console.output_bytes
+    assert disk.read_bytes() == ref_disk.read_bytes()
