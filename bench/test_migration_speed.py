@@ -36,5 +36,6 @@ def test_qemu_live_migration_of_the_same_guest(benchmark):
     benchmark.extra_info.update(r.to_dict())
     print(f"\nQEMU: downtime {r.downtime_ms:.1f} ms, total {r.total_ms:.0f} ms, setup "
           f"{r.setup_ms:.0f} ms, {r.transferred / (1 << 20):.1f} MiB in {r.rounds} rounds, "
-          f"checksum {r.checksum} ({'ok' if r.checksum_ok else 'WRONG'})")
+          f"checksum {r.checksum} ({'ok' if r.checksum_ok else 'WRONG'}), "
+          f"{r.pages_differ} RAM pages of the target differ from the stopped source's")
     assert r.transferred >= 96 << 20 and r.checksum       # it completed and the guest finished

@@ -6,7 +6,8 @@ speaks the same `-incoming tcp:` and QMP `migrate`.
 memwrite --incoming tcp:127.0.0.1:PORT`; `measure_qemu()` runs two qemu-system-riscv64
 processes, the source driven over QMP.  Both give downtime, total and setup time, bytes
 sent, rounds (dirty-sync-count) and whether the workload's checksum, printed by the
-target after the move, is the one the uninterrupted run prints.
+target after the move, is the one the uninterrupted run prints; for QEMU also how many
+RAM pages of the target differ from the (stopped) source's when the migration is over.
 
     python -m hvemu.migration_bench [--downtime-limit MS] [--repeat N]
 """
@@ -41,6 +42,7 @@ class MigrationFigures:
     output_ok: bool                  # source's console + target's = the uninterrupted run's
     downtime_limit_ms: int
     rounds_detail: list = field(default_factory=list)
+    pages_differ: int | None = None  # QEMU: source and target RAM compared after the move
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,18 +183,24 @@ def measure_qemu(downtime_limit: int = 30, delay: float = 0.3,
     """The same migration between two qemu-system-riscv64 processes (TCG), driven over
     QMP: migrate-set-parameters (the same downtime-limit; max-bandwidth unthrottled, as
     hvemu's is), migrate, query-migrate until it completes."""
+    import tempfile
     path = images.resolve(image)
     full = reference_output(image)
-    port, qmp_port = _free_port(), _free_port()
+    port, qmp_port, target_qmp = _free_port(), _free_port(), _free_port()
     base = [QEMU, "-M", "virt", "-bios", "none", "-m", "128M", "-kernel", path,
             "-display", "none", "-serial", "stdio", "-monitor", "none", *extra]
-    target = subprocess.Popen([*base, "-incoming", f"tcp:127.0.0.1:{port}"],
+    # the target starts paused (-S) so that its RAM can be compared with the source's
+    # once the migration is over; then it is let go (cont)
+    target = subprocess.Popen([*base, "-S", "-incoming", f"tcp:127.0.0.1:{port}", "-qmp",
+                               f"tcp:127.0.0.1:{target_qmp},server=on,wait=off"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     source = None
-    qmp = None
+    qmp = tqmp = None
+    tmp = tempfile.TemporaryDirectory()
     try:
         _wait_listening(port, target, "the QEMU target")
+        tqmp = Qmp(target_qmp)
         source = subprocess.Popen([*base, "-qmp", f"tcp:127.0.0.1:{qmp_port},server=on,wait=off"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
@@ -208,6 +216,17 @@ def measure_qemu(downtime_limit: int = 30, delay: float = 0.3,
             time.sleep(0.005)
         if info["status"] != "completed":
             raise RuntimeError(f"QEMU migration {info['status']}: {info.get('error-desc')}")
+        while tqmp.command("query-status")["status"] != "paused":
+            time.sleep(0.005)
+        dumps = []
+        for name, q in (("source", qmp), ("target", tqmp)):
+            dump = os.path.join(tmp.name, name)
+            q.command("pmemsave", val=0x8000_0000, size=128 << 20, filename=dump)
+            with open(dump, "rb") as f:
+                dumps.append(f.read())
+        differ = sum(dumps[0][i:i + 4096] != dumps[1][i:i + 4096]
+                     for i in range(0, 128 << 20, 4096))
+        tqmp.command("cont")
         try:
             qmp.command("quit")                        # the answer may not make it back
         except (OSError, ValueError):
@@ -215,8 +234,10 @@ def measure_qemu(downtime_limit: int = 30, delay: float = 0.3,
         source_out, _ = source.communicate(timeout=60)
         out, err = target.communicate(timeout=300)
     finally:
-        if qmp is not None:
-            qmp.close()
+        for q in (qmp, tqmp):
+            if q is not None:
+                q.close()
+        tmp.cleanup()
         for p in (source, target):
             if p is not None and p.poll() is None:
                 p.kill()
@@ -227,7 +248,7 @@ def measure_qemu(downtime_limit: int = 30, delay: float = 0.3,
         "qemu", float(info["downtime"]), float(info["total-time"]),
         float(info.get("setup-time", 0)),
         ram["transferred"], ram["dirty-sync-count"], checksum, checksum == _checksum(full),
-        source_out + out == full, downtime_limit)
+        source_out + out == full, downtime_limit, pages_differ=differ)
 
 
 def main(argv=None) -> None:
@@ -248,14 +269,15 @@ def main(argv=None) -> None:
     t = Table(title="live migration of a 128 MiB guest writing memory (memwrite), "
                     f"downtime-limit {args.downtime_limit} ms")
     for col in ("emulator", "downtime ms", "total ms", "setup ms", "MiB sent", "rounds",
-                "checksum", "output"):
+                "checksum", "output", "RAM pages differing"):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(r.emulator, f"{r.downtime_ms:.1f}", f"{r.total_ms:.0f}", f"{r.setup_ms:.0f}",
                   f"{r.transferred / (1 << 20):.1f}", str(r.rounds),
                   f"{r.checksum} {'ok' if r.checksum_ok else 'WRONG'}",
-                  "same" if r.output_ok else "DIFFERS")
-    Console(width=120).print(t)
+                  "same" if r.output_ok else "DIFFERS",
+                  "-" if r.pages_differ is None else str(r.pages_differ))
+    Console(width=150).print(t)
 
 
 if __name__ == "__main__":
