@@ -25,6 +25,10 @@ How it goes, over one TCP connection, in the sections of hvemu/snapshot.py:
    loads them and answers `done`, and runs the VM.  Downtime is the time from that
    stop to `done`.  The source stays paused, like QEMU's source after a migration.
 
+With `blk` (QMP migrate's `"blk": true`) the disks go too, onto the target's own files
+of the same sizes: every 64 KiB block in round 0, then in each round the blocks the
+guest wrote since (DiskImage's dirty set, harvested with the RAM's log), in BLK sections.
+
 Faults: whatever ends the connection early (the target killed, a refusal, a corrupt
 stream the target detects, a cancel) fails the migration on the source, which turns
 dirty logging off and lets the guest go on running, having lost nothing.  The target
@@ -41,6 +45,7 @@ import zlib
 import numpy as np
 
 from . import snapshot
+from .devices.virtio_blk import DIRTY_BLOCK
 from .errors import HvemuError, UsageError
 from .snapshot import (
     PAGE,
@@ -112,9 +117,10 @@ def _ms(seconds: float | None) -> int | None:
 class Migration:
     """One outgoing migration, run by its own thread (`start()`)."""
 
-    def __init__(self, vm, uri: str, params: dict):
+    def __init__(self, vm, uri: str, params: dict, blk: bool = False):
         self.vm = vm
         self.uri = uri
+        self.blk = blk                  # also copy the disks (QMP migrate's "blk")
         self.host, self.port = parse_uri(uri)
         self.params = dict(params)
         self.status = "setup"
@@ -134,6 +140,7 @@ class Migration:
         self.bandwidth = 0.0            # bytes per second, last round
         self.round_log: list[dict] = []  # per round: pages, bytes, seconds, dirtied
         self.pause_seconds = 0.0        # how long the final stop took to take hold
+        self.blocks: list[tuple[int, int]] = []     # (disk, block) still to send
         self._cancel = threading.Event()
         self._sock: socket.socket | None = None
         self.thread = threading.Thread(target=self._run, name="hvemu-migration", daemon=True)
@@ -247,12 +254,36 @@ class Migration:
         return sent
 
     def _harvest(self) -> np.ndarray:
-        """The pages written since the last harvest; write-protect again (VM stopped)."""
+        """The pages written since the last harvest; write-protect again (VM stopped).
+        With blk, the disks' blocks written since, too (into self.blocks)."""
         pages = self.vm.memory.dirty_log_harvest()
         for vc in self.vm.vcpus:
             vc.vcpu.write_protect()
+        if self.blk:
+            self.blocks = [(i, b) for i, d in enumerate(self.vm.disks) for b in sorted(d.dirty)]
+            for d in self.vm.disks:
+                d.dirty.clear()
         self.rounds += 1
         return pages
+
+    def _send_blocks(self, final: bool) -> int:
+        """Block migration: send the disk blocks in self.blocks; returns the bytes."""
+        sent = 0
+        disks = self.vm.disks
+        for i, b in self.blocks:
+            disk = disks[i]
+            pos = b * DIRTY_BLOCK
+            record = snapshot.blk_section(i, pos, disk.pread(pos, min(DIRTY_BLOCK,
+                                                                      disk.size - pos)))
+            self._sha.update(record)
+            self._send(record)
+            sent += len(record)
+            if final:
+                self.downtime_bytes += len(record)
+            else:
+                self.precopy_bytes += len(record)
+        self.blocks = []
+        return sent
 
     def _run(self) -> None:
         vm = self.vm
@@ -283,10 +314,16 @@ class Migration:
                 for vc in vm.vcpus:
                     vc.vcpu.write_protect()
                 pending = memory.touched_indices()
+                if self.blk:
+                    for disk in vm.disks:
+                        disk.dirty = set()
+                    self.blocks = [(i, b) for i, d in enumerate(vm.disks)
+                                   for b in range((d.size + DIRTY_BLOCK - 1) // DIRTY_BLOCK)]
             self.remaining_pages = len(pending)
             while True:
                 begun = time.monotonic()
                 sent = self._send_pages(pending, final=False)
+                sent += self._send_blocks(final=False)
                 seconds = max(time.monotonic() - begun, 1e-6)
                 self.bandwidth = sent / seconds if sent else self.bandwidth
                 marker = json_section(b"RND ", {"round": self.rounds})
@@ -302,7 +339,8 @@ class Migration:
                 self.round_log.append({"sent_bytes": sent, "seconds": round(seconds, 6),
                                        "dirtied_pages": len(pending)})
                 bandwidth = self.bandwidth or 1.0
-                self.expected_downtime = len(pending) * PAGE / bandwidth
+                self.expected_downtime = (len(pending) * PAGE
+                                          + len(self.blocks) * DIRTY_BLOCK) / bandwidth
                 if (self.expected_downtime * 1000 <= self.params["downtime-limit"]
                         or self.rounds >= self.params["x-max-rounds"] or not stop.resume):
                     break
@@ -312,6 +350,7 @@ class Migration:
             self.pause_seconds = stop.seconds
             self.status = "device"
             self._send_pages(pending, final=True)
+            self._send_blocks(final=True)
             memory.dirty_log_stop()
             logging = False
             for disk in vm.disks:
@@ -344,6 +383,8 @@ class Migration:
                               f"the connection to {self.uri} failed: {e.strerror or e}")
             self.total_seconds = time.monotonic() - self.started
         finally:
+            for disk in vm.disks:
+                disk.dirty = None
             if logging:
                 memory.dirty_log_stop()
             if stop is not None:
@@ -355,15 +396,16 @@ class Migration:
                     pass
 
 
-def start(vm, uri: str, **params) -> Migration:
-    """migrate: begin migrating vm to uri in a thread; returns the Migration."""
+def start(vm, uri: str, blk: bool = False, **params) -> Migration:
+    """migrate: begin migrating vm to uri in a thread (blk: copy the disks too, onto the
+    target's own files of the same sizes); returns the Migration."""
     current = getattr(vm, "migration", None)
     if current is not None and current.active:
         raise HvemuError("a migration is already in progress")
     if vm.state == "shutdown":
         raise HvemuError("the VM is shut down")
     merged = parameters(vm) | set_parameters_dict(params)
-    m = Migration(vm, uri, merged)
+    m = Migration(vm, uri, merged, blk=blk)
     vm.migration = m
     m.thread.start()
     return m
@@ -470,12 +512,12 @@ def _qmp(parameters: dict):
 
 @_qmp({"uri": True, "blk": False, "inc": False, "detach": False, "resume": False})
 def qmp_migrate(vm, **args) -> dict:
-    if args.get("blk") or args.get("inc"):
-        raise HvemuError("block migration (blk, inc) is not supported: put the disks on a "
-                         "shared host file")
+    if args.get("inc"):
+        raise HvemuError("incremental block migration (inc) is not supported: give blk "
+                         "for a full copy, or put the disks on a shared host file")
     if args.get("resume"):
         raise HvemuError("postcopy resume is not supported")
-    start(vm, args["uri"])
+    start(vm, args["uri"], blk=bool(args.get("blk")))
     return {}
 
 

@@ -46,6 +46,9 @@ The format (version 1), little-endian throughout:
             request in flight is one the driver has made available and the device has
             not taken yet: it is in guest RAM, and `last_avail` in the queue's state
             says where the device goes on.
+    "BLK "  block migration only: u32 disk index, u64 byte offset in its range, u32
+            flags (bit 1: all zero, no data follows), u32 length, then the bytes.
+    "RND "  a migration stream's end of a round: JSON {"round": n}.
     "END "  the SHA-256 of every byte before this section: a file cut short, spliced
             or changed anywhere is refused.
 
@@ -176,6 +179,30 @@ def apply_ram(memory, payload: bytes, what: str) -> int:
     if nz:
         memory.write_pages(zeros, bytes(PAGE * nz))
     return n + nz
+
+
+BLK_HEAD = struct.Struct("<IQII")          # disk, byte offset, flags, bytes
+
+
+def blk_section(disk_index: int, offset: int, data: bytes) -> bytes:
+    """A BLK section (block migration): bytes of a disk's range at offset; all zero
+    ones are sent as their length only (flag bit 1)."""
+    if not data.count(0) == len(data):
+        return section(b"BLK ", BLK_HEAD.pack(disk_index, offset, 0, len(data)) + data)
+    return section(b"BLK ", BLK_HEAD.pack(disk_index, offset, 2, len(data)))
+
+
+def apply_blocks(vm, payload: bytes, what: str) -> None:
+    if len(payload) < BLK_HEAD.size:
+        raise SnapshotError(f"{what}: a BLK section is cut short")
+    index, offset, flags, n = BLK_HEAD.unpack_from(payload)
+    data = payload[BLK_HEAD.size:] if not flags & 2 else bytes(n)
+    if index >= len(vm.disks) or len(data) != n or offset + n > vm.disks[index].size:
+        raise SnapshotError(f"{what}: a BLK section outside this VM's disks")
+    disk = vm.disks[index]
+    if disk.readonly:
+        raise SnapshotError(f"{what}: disk {index} ({disk.path}) is read-only here")
+    disk.pwrite(offset, data)
 
 
 class SectionReader:
@@ -555,11 +582,16 @@ def load_stream(vm, reader: SectionReader, on_conf=None) -> dict:
             break
         elif tag == b"RND ":
             pass                               # a migration round's end: nothing to do
+        elif tag == b"BLK ":
+            apply_blocks(vm, payload, what)
         else:
             raise SnapshotError(f"{what}: corrupt (an unknown section "
                                 f"{tag.decode('ascii', 'replace')!r})")
     if state is None or rom is None:
         raise SnapshotError(f"{what}: incomplete (no {'device state' if state is None else 'ROM'})")
+    for disk in vm.disks:                      # what block migration wrote is durable
+        if disk.fd >= 0 and not disk.readonly:
+            disk.flush()
     if len(rom) != len(vm.memory.rom):
         raise SnapshotError(f"{what}: its boot ROM has {len(rom)} bytes, this VM's "
                             f"{len(vm.memory.rom)}")

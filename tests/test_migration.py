@@ -404,8 +404,8 @@ def test_the_qmp_handlers_drive_migration_and_snapshots(tmp_path):
     assert cmds["migrate-set-parameters"](vm, **{"downtime-limit": 10}) == {}
     assert cmds["query-migrate-parameters"](vm)["downtime-limit"] == 10
     assert cmds["query-migrate"](vm) == {}
-    with pytest.raises(HvemuError, match="block migration"):
-        cmds["migrate"](vm, uri="tcp:127.0.0.1:1", blk=True)
+    with pytest.raises(HvemuError, match="incremental block migration"):
+        cmds["migrate"](vm, uri="tcp:127.0.0.1:1", inc=True)
     target = Target("bench")
     assert cmds["migrate"](vm, uri=target.uri) == {}
     vm.migration.wait(60)
@@ -454,3 +454,26 @@ def test_a_disk_guest_migrated_while_it_writes_ends_with_the_same_disk(tmp_path)
     assert info["status"] == "completed" and code == 0, (info, err)
     assert out and vm.console.output_bytes + out == ref.console.output_bytes
     assert disk.read_bytes() == ref_disk.read_bytes()
+
+
+def test_blk_true_copies_the_disk_onto_the_targets_own_file(tmp_path):
+    """Block migration: the disk's blocks go with the RAM, those the guest writes during
+    the move again; the target's own file ends as the uninterrupted run's disk."""
+    from hvemu.disks import DiskSpec
+    ref_disk = tmp_path / "ref.img"
+    ref_disk.write_bytes(bytes(16 << 20))
+    ref = VM(config("disk-bench", disks=[DiskSpec(str(ref_disk))]))
+    assert ref.run().reason == "poweroff"
+    source_disk, target_disk = tmp_path / "source.img", tmp_path / "target.img"
+    source_disk.write_bytes(bytes(16 << 20))
+    target_disk.write_bytes(b"\xa5" * (16 << 20))     # not what the source has
+    vm = VM(config("disk-bench", disks=[DiskSpec(str(source_disk))]))
+    target = Target("disk-bench", "--disk", target_disk)
+    vm.start()
+    time.sleep(0.15)
+    m = vm.migrate(target.uri, blk=True)
+    info = m.wait(60)
+    code, out, err = target.finish()
+    assert info["status"] == "completed" and code == 0, (info, err)
+    assert out and vm.console.output_bytes + out == ref.console.output_bytes
+    assert target_disk.read_bytes() == ref_disk.read_bytes()     # 0xa5 nowhere left
