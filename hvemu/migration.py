@@ -140,6 +140,7 @@ class Migration:
         self.bandwidth = 0.0            # bytes per second, last round
         self.round_log: list[dict] = []  # per round: pages, bytes, seconds, dirtied
         self.pause_seconds = 0.0        # how long the final stop took to take hold
+        self.downtime_parts: dict | None = None   # seconds: pause, send, target; pages
         self.blocks: list[tuple[int, int]] = []     # (disk, block) still to send
         self._cancel = threading.Event()
         self._sock: socket.socket | None = None
@@ -177,6 +178,7 @@ class Migration:
             out["error-desc"] = self.error
         out["x-rounds"] = list(self.round_log)
         out["x-downtime-exact"] = self.downtime_seconds
+        out["x-downtime-parts"] = self.downtime_parts
         return out
 
     @property
@@ -363,11 +365,16 @@ class Migration:
             end = section(b"END ", self._sha.digest())
             self._send(tail + end)
             self.downtime_bytes += len(tail) + len(end)
+            sent_at = time.monotonic()
             answer = self._reply()
             if answer != "done":
                 raise MigrationError(f"the target {answer}")
             now = time.monotonic()
             self.downtime_seconds = now - stopped_at
+            self.downtime_parts = {"pause": round(stop.seconds, 6),
+                                   "send": round(sent_at - stopped_at - stop.seconds, 6),
+                                   "target": round(now - sent_at, 6),
+                                   "pages": len(pending)}
             self.total_seconds = now - self.started
             self.remaining_pages = 0
             self.status = "completed"

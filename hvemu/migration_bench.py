@@ -129,7 +129,7 @@ def measure_hvemu(downtime_limit: int = 30, delay: float = 1.0,
         "hvemu", info["x-downtime-exact"] * 1000, info["total-time"], info["setup-time"],
         info["ram"]["transferred"], info["ram"]["dirty-sync-count"], checksum,
         checksum == _checksum(full), source_out + out == full, downtime_limit,
-        info["x-rounds"])
+        info["x-rounds"] + [info["x-downtime-parts"]])
 
 
 # ---------------------------------------------------------------------------
