@@ -25,7 +25,9 @@ The format (version 1), little-endian throughout:
             first and the last MiB of its range).  A VM whose configuration differs in
             any of these refuses the snapshot with a one-line reason.  The disks'
             *contents* are not in a snapshot (like QEMU's external snapshots): they
-            must be the same when it is restored, which the identity checks.
+            must be the same when it is restored, which the identity checks.  (A
+            migration stream leaves the identity out: the target has the same shared
+            file, or gets the disks copied in BLK sections.)
     "RAM "  touched guest frames, any number of sections: u32 flags (bit 0: zlib), u32
             pages with data, u32 pages of zeros, u32 page indices (from the RAM base) of
             the data pages, then those of the zero pages, then the data pages' 4 KiB
@@ -41,7 +43,9 @@ The format (version 1), little-endian throughout:
             FIFO, CLINT msip/mtimecmp, PLIC priorities/pending/claimed/enables/
             thresholds, the RTC's time, alarm and interrupt, each virtio-mmio
             transport's registers and virtqueues), the clock (its offset: time is
-            instructions / (10 x harts) + offset), and the power state.  Virtio
+            instructions / (10 x harts) + offset), the power state, and where the
+            scheduler's round goes on (the hart whose quantum was cut, and what is
+            left of it: an SMP VM keeps its interleaving across a restore).  Virtio
             requests are served whole within the exit that notifies them, so a
             request in flight is one the driver has made available and the device has
             not taken yet: it is in guest RAM, and `last_avail` in the queue's state
