@@ -22,7 +22,9 @@ RUNS = 3
 def _describe(who: str, r) -> str:
     extra = ("" if r.pages_differ is None else
              f", {r.pages_differ} RAM pages of the target differ from the stopped source's")
-    return (f"{who}: downtime {r.downtime_ms:.1f} ms, total {r.total_ms:.0f} ms, setup "
+    sent = ("" if r.send_downtime_ms is None else
+            f" ({r.send_downtime_ms:.1f} ms until the source had sent it all, QEMU's way)")
+    return (f"{who}: downtime {r.downtime_ms:.1f} ms{sent}, total {r.total_ms:.0f} ms, setup "
             f"{r.setup_ms:.0f} ms, {r.transferred / (1 << 20):.1f} MiB in {r.rounds} rounds, "
             f"checksum {r.checksum} ({'ok' if r.checksum_ok else 'WRONG'}){extra}")
 
