@@ -477,3 +477,16 @@ def test_blk_true_copies_the_disk_onto_the_targets_own_file(tmp_path):
     assert info["status"] == "completed" and code == 0, (info, err)
     assert out and vm.console.output_bytes + out == ref.console.output_bytes
     assert target_disk.read_bytes() == ref_disk.read_bytes()     # 0xa5 nowhere left
+
+
+def test_a_vm_migrates_onto_a_hosted_hypervisor():
+    """native -> user-mode hosted: the target runs with --hypervisor hosted."""
+    full = uninterrupted("kernel")
+    vm = VM(config("kernel"))
+    target = Target("--kernel", "kernel", "--hypervisor", "hosted")
+    vm.start()
+    time.sleep(0.03)
+    info = vm.migrate(target.uri).wait(60)
+    code, out, err = target.finish()
+    assert info["status"] == "completed" and code == 0, (info, err)
+    assert vm.console.output_bytes + out == full

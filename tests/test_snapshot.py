@@ -309,3 +309,13 @@ def test_an_smp_vm_saved_mid_quantum_goes_on_with_the_same_interleaving(
     second.run()
     assert first.console.output_bytes + second.console.output_bytes == full.console.output_bytes
     assert second.instructions == full.instructions
+
+
+def test_a_snapshot_restores_onto_the_hosted_class(tmp_path):
+    output, instructions = full_run(kernel_config)
+    vm = VM(kernel_config(max_instructions=6_000_000))
+    vm.run()
+    vm.save(tmp_path / "k.snap")
+    proc = run_hvemu("boot", "--hypervisor", "hosted", "--restore", tmp_path / "k.snap")
+    assert proc.returncode == 0, proc.stderr
+    assert vm.console.output_bytes + proc.stdout.encode() == output
