@@ -409,6 +409,7 @@ def start(vm, uri: str, blk: bool = False, **params) -> Migration:
     current = getattr(vm, "migration", None)
     if current is not None and current.active:
         raise HvemuError("a migration is already in progress")
+    snapshot.check_local(vm)
     if vm.state == "shutdown":
         raise HvemuError("the VM is shut down")
     merged = parameters(vm) | set_parameters_dict(params)

@@ -516,10 +516,20 @@ def write_snapshot(vm, out) -> int:
     return total
 
 
+def check_local(vm) -> None:
+    """Refuse a VM whose state is not in this process: one a hosted hypervisor has run
+    (its devices and CSRs live in the hypervisor's process)."""
+    from .hypervisor.hosted import HostedHypervisor
+    if isinstance(vm.hypervisor, HostedHypervisor) and vm.state != "created":
+        raise HvemuError("the VM runs on a hosted hypervisor: its state is in the "
+                         "hypervisor's process, not in this one")
+
+
 def save(vm, path) -> int:
     """Save vm (stopped: paused, or not running) to path atomically (a temporary file,
     then a rename); returns its size in bytes."""
     from .errors import CantCreateError
+    check_local(vm)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -319,3 +319,15 @@ def test_a_snapshot_restores_onto_the_hosted_class(tmp_path):
     proc = run_hvemu("boot", "--hypervisor", "hosted", "--restore", tmp_path / "k.snap")
     assert proc.returncode == 0, proc.stderr
     assert vm.console.output_bytes + proc.stdout.encode() == output
+
+
+def test_a_vm_run_by_a_hosted_hypervisor_is_not_saved_from_the_callers_stale_copy(tmp_path):
+    from hvemu.hypervisor.hosted import make_hypervisor
+    vm = VM(kernel_config(max_instructions=1_000_000),
+            hypervisor=make_hypervisor("hosted", reserve=128 << 20))
+    vm.save(tmp_path / "before.snap")                 # not run yet: its state is here
+    vm.run()
+    with pytest.raises(HvemuError, match="hosted hypervisor"):
+        vm.save(tmp_path / "after.snap")
+    with pytest.raises(HvemuError, match="hosted hypervisor"):
+        vm.migrate("tcp:127.0.0.1:1")
