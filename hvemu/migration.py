@@ -51,6 +51,7 @@ from .snapshot import (
     PAGE,
     RAM_HEAD,
     RAM_ZLIB,
+    SECTION,
     SectionReader,
     SnapshotError,
     Stopped,
@@ -237,18 +238,24 @@ class Migration:
                 data = data.tobytes()
             if compress:
                 data = zlib.compress(data, 1)
-            head = RAM_HEAD.pack(RAM_ZLIB if compress else 0, len(full), len(zero))
-            payload = b"".join((head, full.tobytes(), zero.tobytes(), data))
-            self._sha.update(record := section(b"RAM ", payload))
-            self._send(record)
-            sent += len(record)
+            head = b"".join((RAM_HEAD.pack(RAM_ZLIB if compress else 0, len(full), len(zero)),
+                             full.tobytes(), zero.tobytes()))
+            # no CRC (the stream's header says so; END's SHA-256 covers it), and the
+            # pages go as they are, not copied into one record: the downtime is this
+            head = SECTION.pack(b"RAM ", len(head) + len(data), 0) + head
+            self._sha.update(head)
+            self._sha.update(data)
+            self._send(head)
+            self._send(data)
+            record_len = len(head) + len(data)
+            sent += record_len
             self.normal += len(full)
             self.duplicate += len(zero)
             self.remaining_pages = max(0, self.remaining_pages - len(batch))
             if final:
-                self.downtime_bytes += len(record)
+                self.downtime_bytes += record_len
             else:
-                self.precopy_bytes += len(record)
+                self.precopy_bytes += record_len
             if limit and not final:                 # max-bandwidth: hold back
                 ahead = sent / limit - (time.monotonic() - begun)
                 if ahead > 0:
@@ -301,7 +308,7 @@ class Migration:
                 raise MigrationError(f"cannot connect to {self.uri}: {e.strerror or e}") from None
             self._sock.settimeout(None)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            first = snapshot.header(stream=True) + json_section(
+            first = snapshot.header(stream=True, ram_crc=False) + json_section(
                 b"CONF", snapshot.machine(vm, disks=False))
             self._sha.update(first)
             self._send(first)

@@ -11,7 +11,9 @@ The format (version 1), little-endian throughout:
 
     header    8 bytes  magic b"HVEMUSNP"
               4 bytes  u32 format version (VERSION)
-              4 bytes  u32 flags (bit 0: a migration stream, not a file)
+              4 bytes  u32 flags (bit 0: a migration stream, not a file; bit 1: its
+                       RAM sections carry CRC 0, left to END's SHA-256, which is
+                       cheaper in the downtime than a CRC-32 of every page)
     sections, each:
               4 bytes  tag (ASCII)
               8 bytes  u64 payload length
@@ -76,6 +78,7 @@ from .errors import HvemuError, NoInputError
 MAGIC = b"HVEMUSNP"
 VERSION = 1
 FLAG_STREAM = 1
+FLAG_RAM_NO_CRC = 2
 HEADER = struct.Struct("<8sII")
 SECTION = struct.Struct("<4sQI")
 RAM_HEAD = struct.Struct("<III")
@@ -109,8 +112,9 @@ class SnapshotError(HvemuError):
 # sections
 # ---------------------------------------------------------------------------
 
-def header(stream: bool = False) -> bytes:
-    return HEADER.pack(MAGIC, VERSION, FLAG_STREAM if stream else 0)
+def header(stream: bool = False, ram_crc: bool = True) -> bytes:
+    return HEADER.pack(MAGIC, VERSION, (FLAG_STREAM if stream else 0)
+                       | (0 if ram_crc else FLAG_RAM_NO_CRC))
 
 
 def check_header(data: bytes, what: str) -> int:
@@ -218,6 +222,7 @@ class SectionReader:
         self.what = what
         self.sha = hashlib.sha256()
         self.bytes = 0
+        self.ram_crc = True             # header flag bit 1 clear
 
     def exactly(self, n: int) -> bytes:
         chunks, left = [], n
@@ -234,7 +239,9 @@ class SectionReader:
         return out
 
     def header(self) -> int:
-        return check_header(self.exactly(HEADER.size), self.what)
+        flags = check_header(self.exactly(HEADER.size), self.what)
+        self.ram_crc = not flags & FLAG_RAM_NO_CRC
+        return flags
 
     def next(self) -> tuple[bytes, bytes]:
         """(tag, payload) of the next section; END's digest is checked here."""
@@ -243,7 +250,7 @@ class SectionReader:
         if length > MAX_SECTION:
             raise SnapshotError(f"{self.what}: corrupt (a section of {length} bytes)")
         payload = self.exactly(length)
-        if zlib.crc32(payload) != crc:
+        if (self.ram_crc or tag != b"RAM ") and zlib.crc32(payload) != crc:
             raise SnapshotError(f"{self.what}: corrupt (the checksum of section "
                                 f"{tag.decode('ascii', 'replace').strip()!r} does not match)")
         if tag == b"END " and payload != digest:
@@ -697,13 +704,12 @@ class Stopped:
         if not (control.paused or control.request == "pause"):
             control.ask("pause")
             self.resume = True
-        while not control.halted.is_set():   # the scheduler has seen the pause
-            if vm.state == "shutdown":
+        while not control.halted.wait(0.01):  # the scheduler has seen the pause (woken
+            if vm.state == "shutdown":         # at once by it, not polling for the GIL)
                 self.resume = False
                 raise HvemuError("the VM stopped")
             if time.monotonic() - start > self.timeout:
                 raise HvemuError("the VM did not pause")
-            time.sleep(0.0002)
         self.seconds = time.monotonic() - start
         return self
 
