@@ -27,6 +27,8 @@ IMAGES = {
     "spin": "spins with interrupts off, never exits or waits (fairness tests)",
     "probe": "hostile: looks for another VM's canary in every reachable address, by loads, "
              "stores and virtio-blk DMA (needs --disk FILE, --memory 128M)",
+    "memwrite": "memory-writing workload (96 MiB filled, a hot 2 MiB rewritten 2,000 "
+                "times, a checksum of it all) for live-migration benchmarks",
     "kernel": "S-mode teaching kernel (Sv39, timer-preempted user processes, demand paging; "
               "other harts started by SBI HSM); boot with --kernel kernel",
     "disk-reboot": "virtio-blk: writes a pattern, flushes, reboots and finds it again "

@@ -98,6 +98,14 @@ ctypedef struct CodeSync:
     uint32_t drop_all    # every page's decoded slots go (a reset)
     uint8_t pages[1]     # one bit per RAM page (the struct is allocated to fit)
 
+ctypedef struct DirtyLog:
+    # dirty logging for snapshots and live migration: while `on`, every write to a RAM
+    # page that takes the slow path (a store-TLB fill, the page walker's A/D bits, a
+    # cbo.zero, a device's DMA) sets its byte; the store-TLB entries are dropped at the
+    # start of each round (write protection), so a page's first store after it misses
+    uint32_t on
+    uint8_t pages[1]     # one byte per RAM page (the struct is allocated to fit)
+
 ctypedef struct HartState:
     uint64_t x[33]       # x0..x31; x[32] is scratch
     uint64_t pc
@@ -129,6 +137,7 @@ ctypedef struct HartState:
     uint8_t* rom
     uint64_t rom_base
     uint64_t rom_size
+    DirtyLog* dirty      # the VM's dirty log (GuestMemory's), never NULL
     Decoded** code       # per RAM page: its pre-decoded instructions, or NULL
     uint64_t* code_gen   # bumped (in the shared GuestMemory) whenever a page becomes code
     uint64_t code_gen_seen
@@ -198,6 +207,8 @@ cdef class GuestMemory:
     cdef uint8_t* rom_ptr
     cdef CodeSync* sync            # shared with a hosted hypervisor's process
     cdef readonly bint shared      # P2M, ROM, marks and vCPU states in MAP_SHARED memory
+    cdef DirtyLog* dirty           # pages written while dirty logging is on (shared too)
+    cdef uint64_t dirty_size
     cdef uint64_t sync_size
     cdef public bint remote_code   # this process does not run the core: mark, don't drop
     cdef void sync_code(self) noexcept

@@ -154,8 +154,11 @@ cdef class GuestMemory:
         self.sync_size = sizeof(CodeSync) + (self.npages + 7) // 8
         self.sync = <CodeSync*>shared_alloc(self.sync_size, self.shared)
         self.rom_ptr = <uint8_t*>shared_alloc(rom_size, self.shared)
+        self.dirty_size = sizeof(DirtyLog) + self.npages
+        self.dirty = <DirtyLog*>shared_alloc(self.dirty_size, self.shared)
         self.code = <Decoded**>calloc(self.npages, sizeof(Decoded*))
-        if self.code == NULL or self.p2m == NULL or self.sync == NULL or self.rom_ptr == NULL:
+        if self.code == NULL or self.p2m == NULL or self.sync == NULL or self.rom_ptr == NULL \
+                or self.dirty == NULL:
             raise MemoryError()
         self.rom = np.asarray(<uint8_t[:rom_size]>self.rom_ptr)
 
@@ -166,6 +169,7 @@ cdef class GuestMemory:
         free(self.code)
         shared_free(self.p2m, self.npages * sizeof(uint8_t*))
         shared_free(self.sync, self.sync_size)
+        shared_free(self.dirty, self.dirty_size)
         # the ROM's mapping stays: numpy arrays over it may outlive this object
 
     cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL:
@@ -197,6 +201,8 @@ cdef class GuestMemory:
             if self.p2m[i] != NULL:
                 frame_free(self.pool.p, self.p2m[i])
                 self.p2m[i] = NULL
+                if self.dirty.on:                # it reads zero now: a change to send
+                    self.dirty.pages[i] = 1
 
     def clear(self):
         """Zero RAM (a reset): its frames go back to the pool; decoded code is forgotten
@@ -308,12 +314,96 @@ cdef class GuestMemory:
             chunk = min(n - done, 4096 - inpage)
             f = self.frame(page, 1)
             memcpy(f + inpage, &src[done], chunk)
+            if self.dirty.on:
+                self.dirty.pages[page] = 1
             if self.remote_code:                 # the core process has the decoded code
                 self.sync.pages[page >> 3] |= <uint8_t>(1 << (page & 7))
                 self.sync.gen += 1
             elif self.code[page] != NULL:
                 code_invalidate(self.code[page], <uint32_t>inpage, <uint32_t>chunk)
             done += chunk
+
+    # ---- whole pages, for snapshots and live migration (hvemu/snapshot.py) ----
+    @property
+    def pages(self):
+        """RAM pages (4 KiB each)."""
+        return self.npages
+
+    def touched_indices(self):
+        """The indices (from ram_base) of the RAM pages that have a frame: a uint32 array."""
+        cdef uint64_t i
+        out = np.zeros(self.npages, dtype=np.uint8)
+        cdef uint8_t[::1] o = out
+        for i in range(self.npages):
+            if self.p2m[i] != NULL:
+                o[i] = 1
+        return np.flatnonzero(out).astype(np.uint32)
+
+    def read_pages(self, pages):
+        """The bytes of the RAM pages whose indices are given, one after the other (an
+        untouched page reads zero, and is not given a frame)."""
+        cdef const uint32_t[::1] idx = np.ascontiguousarray(pages, dtype=np.uint32)
+        cdef Py_ssize_t i, n = idx.shape[0]
+        out = bytearray(n * 4096)
+        cdef uint8_t* dst = out
+        cdef uint8_t* f
+        for i in range(n):
+            if idx[i] >= self.npages:
+                raise IndexError(f"RAM page {idx[i]} beyond {self.npages} pages")
+            f = self.p2m[idx[i]]
+            if f != NULL:
+                memcpy(dst + 4096 * i, f, 4096)
+        return out
+
+    def write_pages(self, pages, data):
+        """Copy whole pages into RAM (len(data) = 4096 per index), giving them frames;
+        decoded instructions on them are dropped.  A page of zeros that has no frame
+        gets none (it reads zero already); one that has a frame is zeroed."""
+        cdef const uint32_t[::1] idx = np.ascontiguousarray(pages, dtype=np.uint32)
+        cdef const uint8_t[::1] src = memoryview(data).cast("B")
+        cdef Py_ssize_t i, n = idx.shape[0]
+        cdef uint64_t page
+        cdef uint8_t* f
+        if <Py_ssize_t>src.shape[0] != n * 4096:
+            raise ValueError(f"{src.shape[0]} bytes for {n} pages")
+        for i in range(n):
+            page = idx[i]
+            if page >= self.npages:
+                raise IndexError(f"RAM page {page} beyond {self.npages} pages")
+            f = self.p2m[page]
+            if f == NULL and page_is_zero(&src[4096 * i]):
+                continue
+            f = self.frame(page, 1)
+            memcpy(f, &src[4096 * i], 4096)
+            if self.dirty.on:
+                self.dirty.pages[page] = 1
+            if self.remote_code:
+                self.sync.pages[page >> 3] |= <uint8_t>(1 << (page & 7))
+                self.sync.gen += 1
+            elif self.code[page] != NULL:
+                code_invalidate(self.code[page], 0, 4096)
+
+    def dirty_log_start(self):
+        """Log from now on which RAM pages are written (the vCPUs' store-TLB entries must
+        be dropped too, with VCpu.write_protect(), so that their next stores miss)."""
+        memset(self.dirty.pages, 0, self.npages)
+        self.dirty.on = 1
+
+    def dirty_log_stop(self):
+        self.dirty.on = 0
+
+    @property
+    def dirty_logging(self):
+        return bool(self.dirty.on)
+
+    def dirty_log_harvest(self):
+        """The indices of the pages written since the log started or was last harvested
+        (a uint32 array), and a fresh log.  Call with no vCPU running, then
+        VCpu.write_protect() every vCPU of this memory."""
+        view = np.asarray(<uint8_t[:self.npages]>self.dirty.pages)
+        marked = np.flatnonzero(view).astype(np.uint32)
+        view[marked] = 0
+        return marked
 
     def _rom_view(self, uint64_t addr, uint64_t size):
         cdef uint64_t m = self.rom.shape[0]
@@ -340,6 +430,7 @@ cdef class VCpu:
         self.s.rom = memory.rom_ptr
         self.s.rom_base = memory.rom_base
         self.s.rom_size = memory.rom.shape[0]
+        self.s.dirty = memory.dirty
         self.s.priv = 3
         self.s.ls_priv = 3
         self.s.code = memory.code
@@ -634,6 +725,39 @@ cdef class VCpu:
             self.s.watch_page = <uint64_t>pa >> 12
             self.s.watch_pa = pa
         flush_store_tlb(self.s)
+
+    def write_protect(self):
+        """Drop every store entry of the shadow TLB, so that the next store to each page
+        takes the slow path (and is logged, while the memory's dirty log is on)."""
+        flush_store_tlb(self.s)
+
+    @property
+    def reservation(self):
+        """The guest-physical address an LR reserved, or None (for snapshots)."""
+        cdef uint64_t i
+        cdef uintptr_t r = self.s.resv
+        if r == 0:
+            return None
+        for i in range(self.memory.npages):
+            if self.memory.p2m[i] != NULL and <uintptr_t>self.memory.p2m[i] <= r \
+                    < <uintptr_t>self.memory.p2m[i] + 4096:
+                return self.memory.ram_base + (i << 12) + (r - <uintptr_t>self.memory.p2m[i])
+        return None
+
+    @reservation.setter
+    def reservation(self, pa):
+        cdef uint8_t* f
+        if pa is None or not self.memory.contains_ram(pa, 8):
+            self.s.resv = 0
+            return
+        f = self.memory.frame((<uint64_t>pa - self.memory.ram_base) >> 12, 1)
+        self.s.resv = <uintptr_t>f + ((<uint64_t>pa) & PAGE_MASK)
+
+    @property
+    def translation(self):
+        """(priv, ls_priv, satp_mode, satp_root, sum, mxr) as last pushed (set_mode)."""
+        return (self.s.priv, self.s.ls_priv, self.s.satp_mode, self.s.satp_root,
+                bool(self.s.sum), bool(self.s.mxr))
 
     def set_envcfg(self, uint64_t menvcfg, uint64_t senvcfg):
         """menvcfg and senvcfg, whose CBIE/CBCFE/CBZE fields say which cache-block

@@ -79,6 +79,7 @@ QEMU_SPELLINGS = {
     "-smp": "--vcpus",
     "-qmp": "--qmp",
     "-gdb": "--gdb",
+    "-incoming": "--incoming",
 }
 
 
@@ -229,9 +230,15 @@ def cli() -> None:
               help="log the run's inputs (console input, host clock, disk identities) to FILE")
 @click.option("--replay", default=None, metavar="FILE",
               help="run again from a --record FILE: the same output and instructions")
+@click.option("--restore", "restore", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="go on from a snapshot (vm.save): alone, the VM is the "
+              "snapshot's; with an image, it must be the snapshot's machine")
+@click.option("--incoming", default=None, metavar="tcp:HOST:PORT",
+              help="wait for a live migration on HOST:PORT, then run the VM it brings "
+                   "(the same machine as this command line's; QEMU: -incoming)")
 def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instructions, timeout,
          stats, stats_json, trace, disks, reference, hv_class, qmp, hold, gdb, gdb_default,
-         record, replay) -> None:
+         record, replay, restore, incoming) -> None:
     """Boot IMAGE (an ELF or raw RV64 image, or a bundled image's name; default: hello)."""
     from . import images
     from .console import TerminalConsole, stdout_console
@@ -252,14 +259,21 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
             raise UsageError("--bios none needs a --kernel to start")
         bios, kernel, image = None, None, kernel
     firmware = image or bios
-    if firmware is None and kernel is None:      # the bundled demo, whatever is in the cwd
-        firmware = images.bundled_path(images.DEFAULT_IMAGE)
-    config = VMConfig(image=images.resolve(firmware) if firmware else None,
-                      kernel=images.resolve(kernel) if kernel else None,
-                      memory=memory,
-                      max_instructions=max_instructions, timeout=timeout,
-                      reference=reference, disks=[DiskSpec.parse(d) for d in disks],
-                      initrd=initrd, append=append, clock=clock, vcpus=vcpus)
+    if restore is not None and incoming is not None:
+        raise UsageError("give either --restore or --incoming, not both")
+    if restore is not None and firmware is None and kernel is None:   # the snapshot's VM
+        from .snapshot import config_from, read_conf
+        config = config_from(read_conf(restore), max_instructions=max_instructions,
+                             timeout=timeout, reference=reference)
+    else:
+        if firmware is None and kernel is None:  # the bundled demo, whatever is in the cwd
+            firmware = images.bundled_path(images.DEFAULT_IMAGE)
+        config = VMConfig(image=images.resolve(firmware) if firmware else None,
+                          kernel=images.resolve(kernel) if kernel else None,
+                          memory=memory,
+                          max_instructions=max_instructions, timeout=timeout,
+                          reference=reference, disks=[DiskSpec.parse(d) for d in disks],
+                          initrd=initrd, append=append, clock=clock, vcpus=vcpus)
     if gdb_default and gdb is None:
         gdb = "tcp::1234"
     if hv_class != "native" and (qmp or gdb or hold or record or replay):
@@ -268,7 +282,13 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
     interactive = sys.stdin.isatty() and replay is None    # a replay's input is recorded
     console = (TerminalConsole(sys.stdin.fileno()) if interactive
                else stdout_console(replay is None))
-    vm = VM(config, console, hypervisor=make_hypervisor(hv_class, reserve=memory))
+    vm = VM(config, console, hypervisor=make_hypervisor(hv_class, reserve=config.memory))
+    if restore is not None:
+        from .snapshot import restore_into
+        restore_into(vm, restore)
+    if incoming is not None:
+        from .migration import receive
+        receive(vm, incoming)
     if trace:
         from .trace import Tracer  # capstone loads only when tracing
         vm.set_tracer(Tracer())

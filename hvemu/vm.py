@@ -173,6 +173,8 @@ class VM:
         self.hart = self.hv.hart
         self.images: list[LoadedImage] = []
         self.adopted_state: list[dict] | None = None   # from a hosted hypervisor's process
+        self.resume_point = None                 # (hart, instructions): where a round goes on
+        self.sched_at = None                     # the hart whose quantum is running
         self.state = "created"
         # callables (event, data) told of the lifecycle, from the thread it happens on:
         # STOP, RESUME, RESET {guest}, SHUTDOWN {stop}, POWERDOWN (QMP's events)
@@ -359,9 +361,11 @@ class VM:
 
     def run_begin(self) -> None:
         """The scheduler starts running this VM."""
+        import threading
         import time
         if self.state == "shutdown":
             raise HvemuError("the VM is shut down")
+        self._loop_thread = threading.current_thread()     # snapshots taken from it
         self.deadline = (time.monotonic() + self.config.timeout
                          if self.config.timeout is not None else None)
         self.control.start_watchdog(self.deadline)
@@ -451,6 +455,26 @@ class VM:
         """Stop the guest as if its power were cut; disks are flushed and closed."""
         self.control.ask("shutdown")
 
+    # ---- snapshots and live migration (hvemu/snapshot.py, hvemu/migration.py) ----
+    def save(self, path) -> int:
+        """Save all of the VM's state to a snapshot file (pausing it meanwhile if it
+        runs); returns the file's size."""
+        from . import snapshot
+        with snapshot.Stopped(self):
+            return snapshot.save(self, path)
+
+    @classmethod
+    def restore(cls, path, console: Console | None = None, hypervisor=None, **overrides):
+        """A VM made from a snapshot file, ready to run on from where it was saved."""
+        from . import snapshot
+        return snapshot.restore(path, console, hypervisor, **overrides)
+
+    def migrate(self, uri: str, **parameters):
+        """Live-migrate to `hvemu boot ... --incoming URI` (pre-copy, in a thread of its
+        own); returns the Migration (query it with info(), cancel with cancel())."""
+        from . import migration
+        return migration.start(self, uri, **parameters)
+
     def reset(self) -> None:
         """Reboot: the harts, devices and RAM reset, images reloaded; disks kept."""
         if self.state == "running" and getattr(self, "_thread", None) is not None \
@@ -462,6 +486,7 @@ class VM:
         self.reboot()
 
     def reboot(self) -> None:
+        self.resume_point = self.sched_at = None
         self.memory.clear()
         self.plic.reset()
         self.clint.reset()

@@ -450,3 +450,20 @@ class QmpServer:
             sessions = list(self.sessions)
         for s in sessions:
             s.flush_and_close()
+
+
+# ---- live migration and snapshots: the handlers of hvemu/migration.py ----
+def _register_migration() -> None:
+    from ..errors import HvemuError
+    from ..migration import QMP_COMMANDS
+    for name, fn in QMP_COMMANDS.items():
+        def handler(session, _fn=fn, **args):
+            try:
+                return _fn(session.control.vm, **args)
+            except HvemuError as e:
+                raise QmpError(str(e)) from None
+        handler.parameters = fn.parameters
+        COMMANDS[name] = handler
+
+
+_register_migration()

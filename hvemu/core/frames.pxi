@@ -106,3 +106,13 @@ cdef inline uint8_t* ram_frame(HartState* s, uint64_t page) noexcept nogil:
             return NULL
         s.p2m[page] = f
     return f
+
+
+cdef inline bint page_is_zero(const uint8_t* p) noexcept nogil:
+    """Whether the 4 KiB at p are all zero."""
+    cdef const uint64_t* w = <const uint64_t*>p
+    cdef int i
+    for i in range(512):
+        if w[i]:
+            return 0
+    return 1

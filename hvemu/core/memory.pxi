@@ -12,6 +12,8 @@ cdef inline uint8_t* phys_ptr(HartState* s, uint64_t pa, uint64_t size,
     cdef uint8_t* f
     if off < s.ram_size and s.ram_size - off >= size:
         f = ram_frame(s, off >> 12)
+        if write and s.dirty.on:          # dirty logging: the slow path of every RAM write
+            s.dirty.pages[off >> 12] = 1
         return f + (off & PAGE_MASK) if f != NULL else NULL
     off = pa - s.rom_base
     if not write and off < s.rom_size and s.rom_size - off >= size:

@@ -38,6 +38,7 @@ MAX_ZERO_SEGMENTS = 16              # segments per DISCARD / WRITE_ZEROES reques
 ZEROES_UNMAP = 1                    # the only flag defined for a segment (5.2.6)
 HEADER = 16
 CHUNK = 1 << 20                     # bytes moved between guest RAM and the file at a time
+DIRTY_BLOCK = 1 << 16               # the unit of a disk's dirty log (block migration)
 _ZEROS = bytes(CHUNK)
 
 
@@ -58,6 +59,7 @@ class DiskImage:
         self.offset = offset
         self.size = (os.fstat(self.fd).st_size - offset) if size is None else size
         self.reads = self.writes = self.flushes = 0
+        self.dirty: set[int] | None = None   # block migration: DIRTY_BLOCK-sized pieces written
         self.bytes_read = self.bytes_written = 0
 
     @property
@@ -73,6 +75,8 @@ class DiskImage:
     def pwrite(self, pos: int, data: bytes) -> None:
         self.writes += 1
         self.bytes_written += len(data)
+        if self.dirty is not None and data:
+            self.dirty.update(range(pos // DIRTY_BLOCK, (pos + len(data) - 1) // DIRTY_BLOCK + 1))
         view = memoryview(data)
         while view:
             done = os.pwrite(self.fd, view, self.offset + pos)

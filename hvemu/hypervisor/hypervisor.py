@@ -38,6 +38,7 @@ class RunControl:
         self.vm = vm
         self.request: str | None = None
         self.paused = False
+        self.halted = threading.Event()          # the scheduler saw the pause: no vCPU runs
         self._resumed = threading.Event()
         self._watchdog_done: threading.Event | None = None
 
@@ -55,6 +56,7 @@ class RunControl:
         if self.request == "pause":
             self.request = None
         self.paused = False
+        self.halted.clear()
         self._resumed.set()
 
     def serve_request(self) -> None:
@@ -176,6 +178,7 @@ class Hypervisor:
             except Paused:
                 pass
         if control.paused:
+            control.halted.set()               # snapshots and migration wait for this
             vm.console.poll()                  # the console may resume (Ctrl-A p) or quit
             return "paused"
         vm.console.poll()
@@ -183,23 +186,35 @@ class Hypervisor:
         clock = vm.clock
         ran = False
         several = len(vm.vcpus) > 1
+        # a round may go on where the last one stopped (a pause, a restored snapshot):
+        # from hart `start`, that one for `first` instructions (the rest of its quantum)
+        start, first = vm.resume_point or (0, None)
+        vm.resume_point = None
         try:
-            for vc in vm.vcpus:
-                if vc.hsm != STARTED or vc.held:        # (held: by a debugger)
+            for i, vc in enumerate(vm.vcpus):
+                if i < start or vc.hsm != STARTED or vc.held:   # (held: by a debugger)
                     continue
                 if vc.waiting:
                     if not vc.wakeable():
                         continue
                     vc.waiting = False
                 clock.enter(vc)
+                vm.sched_at = i                # still set if a Stop ends the run inside
                 try:
-                    vc.waiting = vc.run_quantum(quantum * vm.shares)
+                    vc.waiting = vc.run_quantum(first if i == start and first is not None
+                                                else quantum * vm.shares)
                 finally:
                     clock.leave(vc)
-                    if several:                # another hart runs next: its stores may
-                        vc.vcpu.clear_reservation()   # break this one's LR reservation
+                vm.sched_at = None
+                if several:                    # another hart runs next: its stores may
+                    vc.vcpu.clear_reservation()   # break this one's LR reservation
                 ran = True
-            if ran:
+                if control.paused:             # no other hart runs while paused, and
+                    left = vc.quantum_end - vc.vcpu.instret     # this one goes on with
+                    vm.resume_point = ((i, left) if left > 0 else  # the rest of its quantum
+                                       (i + 1, None) if i + 1 < len(vm.vcpus) else None)
+                    break
+            if ran or start:                   # (the harts before start run next round)
                 return True
             return self.vm_idle(vm)
         finally:
