@@ -101,8 +101,8 @@ def count(specs: list[str]) -> dict[str, dict]:
     the core's process dumps once per run (cg.PID.N), and a hosted hypervisor's process,
     forked inside _core.measured and so counting from its first instruction, at its end
     (cg.CHILD*), each named by the run that made it."""
-    import shutil
-    if shutil.which("valgrind") is None:
+    from .benchmark import valgrind_available
+    if not valgrind_available():
         raise ToolMissingError("host instructions are counted with valgrind: "
                                "apt-get install valgrind")
     with tempfile.TemporaryDirectory() as tmp:

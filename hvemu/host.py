@@ -379,32 +379,32 @@ def run_host(path: str):
 
 
 def run_classes(hvs: list) -> dict:
-    """Run each hypervisor's VMs, all at once: a hosted hypervisor in this (the main)
-    thread, which its signal handling needs, the native one on a thread of its own."""
-    if len(hvs) == 1:
-        return hvs[0].run()
-    native = next(hv for hv in hvs if hv.kind == "native")
+    """Run each hypervisor's VMs, all at once: the first in this (the main) thread, each
+    other on a thread of its own.  (A hosted hypervisor forwards SIGTERM and ignores
+    Ctrl-C only where it can: in the main thread.)"""
     result: dict = {}
-    failure: list = []
+    failures: list = []
 
-    def body():
+    def body(hv):
         try:
-            result.update(native.run())
+            result.update(hv.run())
         except BaseException as e:           # noqa: BLE001 -- re-raised below
-            failure.append(e)
-    thread = threading.Thread(target=body, name="native hypervisor")
-    thread.start()
+            failures.append(e)
+    threads = [threading.Thread(target=body, args=(hv,), name=f"{hv.kind} hypervisor")
+               for hv in hvs[1:]]
+    for t in threads:
+        t.start()
     try:
-        for hv in hvs:
-            if hv is not native:
-                result.update(hv.run())
+        result.update(hvs[0].run())
     finally:
-        if thread.is_alive() and sys.exc_info()[0] is not None:
-            for vm in native.vms:
-                vm.shutdown()
-        thread.join()
-    if failure:
-        raise failure[0]
+        if sys.exc_info()[0] is not None:
+            for hv in hvs[1:]:
+                for vm in hv.vms:
+                    vm.shutdown()
+        for t in threads:
+            t.join()
+    if failures:
+        raise failures[0]
     return result
 
 

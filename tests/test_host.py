@@ -99,6 +99,29 @@ console = "file:h2.log"
         assert (tmp_path / log).read_bytes() == vm.console.output_bytes, name
 
 
+def test_hosted_and_dual_vms_without_a_native_one_run_at_once(tmp_path):
+    config = write(tmp_path, """
+[[vm]]
+name = "h"
+image = "hello"
+hypervisor = "hosted"
+console = "file:h.log"
+
+[[vm]]
+name = "d"
+image = "csrloop"
+hypervisor = "dual"
+console = "file:d.log"
+""")
+    proc = run_hvemu("host", config, "--json", tmp_path / "out.json", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["vm"]: r for r in json.loads((tmp_path / "out.json").read_text())["vms"]}
+    assert {v: (r["hypervisor"], r["result"]) for v, r in rows.items()} == {
+        "h": ("hosted", "poweroff"), "d": ("dual", "poweroff")}
+    assert "hello: all tests passed" in (tmp_path / "h.log").read_text()
+    assert "csrloop: done" in (tmp_path / "d.log").read_text()
+
+
 def test_four_256_mib_vms_fit_in_a_512_mib_pool_when_what_they_touch_fits(tmp_path):
     vms = "".join(f'\n[[vm]]\nname = "v{i}"\nimage = "bench"\nmemory = "256M"\n'
                   for i in range(4))

@@ -36,6 +36,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 
 from .. import _core
 from ..errors import HvemuError, InternalError, UsageError
@@ -86,8 +87,10 @@ class HostedHypervisor(Hypervisor):
         self.pid = self.last_pid = pid
         for fd in (req_w, resp_r, res_w):
             os.close(fd)
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal's Ctrl-C
-        old_term = signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+        main = threading.current_thread() is threading.main_thread()   # signals: only there
+        if main:
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal's Ctrl-C
+            old_term = signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
         try:
             _core.serve_remote(vcpus, [vm.memory for vm in vms], req_r, resp_w)
             result = _read_all(res_r)
@@ -99,8 +102,9 @@ class HostedHypervisor(Hypervisor):
             self.pid = None
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            if main:
+                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGTERM, old_term)
         if os.WIFSIGNALED(status):
             sig = signal.Signals(os.WTERMSIG(status)).name
             raise HypervisorLost(f"the hosted hypervisor's process (pid {pid}) was killed "
