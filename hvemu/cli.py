@@ -5,7 +5,8 @@
     hvemu images            list the bundled guest images
     hvemu disk create|info  make and inspect raw disk images
     hvemu bench             time guests; the CI perf gate
-    hvemu fleet run|migrate a matrix of guests as Ray tasks (hvemu/fleet.py)
+    hvemu fleet run|migrate a matrix of guests as Ray tasks (hvemu/fleet.py); a VM moved live
+                            between Ray actors (hvemu/fleetmigrate.py)
 
 QEMU's single-dash spellings of the options hvemu shares with it work too:
 `-bios`, `-kernel`, `-m` (a bare number is MiB, as in QEMU; `B` means bytes), `-qmp`,
@@ -21,13 +22,14 @@ like a guest's exit code 1 or 2):
     65   a malformed input: a bad ELF, an image that does not fit (EX_DATAERR)
     66   an input file missing, unreadable or not a regular file (EX_NOINPUT)
     69   a host tool or service is missing: valgrind, for `hvemu bench --gate`; Ray or
-         the --address cluster, or live migration, for `hvemu fleet`; or a --qmp or
+         the --address cluster for `hvemu fleet`; or a --qmp or
          --gdb socket is in use (EX_UNAVAILABLE)
     70   an internal error, a bug in hvemu, a --replay that diverged, or a hosted
          hypervisor's process that died (EX_SOFTWARE)
     71   the host cannot allocate the guest's RAM, or its frame pool ran dry (EX_OSERR)
     73   an output file cannot be created (EX_CANTCREAT)
     74   host I/O failed: the console's stdout was closed or full (EX_IOERR)
+    75   `hvemu fleet migrate`: a move failed; the guest ran on where it was (EX_TEMPFAIL)
    120   the guest crashed: a fault its own trap handler cannot take
    121   the guest waits for an interrupt (WFI) that cannot come
    124   --timeout reached

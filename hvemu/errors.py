@@ -14,6 +14,7 @@ EX_SOFTWARE = 70     # a bug in hvemu ("internal error")
 EX_OSERR = 71        # the host refused a resource (guest RAM)
 EX_CANTCREAT = 73    # an output file cannot be created
 EX_IOERR = 74        # I/O on the host failed (the console's stdout was closed, ...)
+EX_TEMPFAIL = 75     # a live move failed and the guest ran on where it was (fleet migrate)
 
 
 class HvemuError(Exception):

@@ -61,8 +61,7 @@ kernel) on qemu-system-riscv64 on the workers, timed as `hvemu bench` times it (
 less QEMU's start-up), with hvemu's instruction count.
 
 `hvemu fleet migrate` (a VM running as a Ray actor moving to an actor on another node,
-over hvemu's migration stream) needs live migration, which hvemu does not have yet: it
-refuses with one line and exit 69 (EX_UNAVAILABLE).
+over hvemu's migration stream) is in hvemu/fleetmigrate.py.
 
 On a cluster, every node needs the same hvemu installed (`pip install 'hvemu[fleet]'`,
 which also gives `ray`); the driver may run on any machine that reaches the head node.
@@ -545,43 +544,57 @@ def run_job(payload: dict, *blobs: bytes) -> dict:
             "ended": time.time()}
 
 
-def _hvemu_job(p: dict, local: dict) -> dict:
-    from .cli import exit_code_of
-    from .console import Console
-    from .hypervisor.stats import REASON_NAMES
-    from .vm import VM, VMConfig
+def vm_config(p: dict, local: dict, timeout: float | None = None):
+    """The VMConfig of a payload's guest, on the task's own copies of its files (`local`:
+    the user's path -> the copy's); timeout overrides the payload's."""
+    from .vm import VMConfig
 
     def where(path):
         return local[path] if path else None
-
-    def unlocal(message: str) -> str:            # name the user's files, not the worker's
-        for original, path in local.items():
-            message = message.replace(path, original)
-        return message
-
     disks = [DiskSpec(where(d["path"]), d["readonly"], d["offset"], d["size"])
              for d in p["disks"]]
-    config = VMConfig(image=where(p["image"]), kernel=where(p["kernel"]),
-                      initrd=where(p["initrd"]), append=p["append"], memory=p["memory"],
-                      vcpus=p["vcpus"], reference=p["engine"] == "reference",
-                      timeout=p["timeout"], max_instructions=p["max_instructions"],
-                      clock=p["clock"], disks=disks, name=p["name"])
-    console = Console()
-    started = time.perf_counter()
-    try:
-        vm = VM(config, console)
-        out = vm.run()
-    except HvemuError as e:
-        return {"result": "refused", "exit_code": e.exit_code, "detail": unlocal(str(e)),
-                "wall": time.perf_counter() - started}
+    return VMConfig(image=where(p["image"]), kernel=where(p["kernel"]),
+                    initrd=where(p["initrd"]), append=p["append"], memory=p["memory"],
+                    vcpus=p["vcpus"], reference=p["engine"] == "reference",
+                    timeout=p["timeout"] if timeout is None else timeout,
+                    max_instructions=p["max_instructions"], clock=p["clock"], disks=disks,
+                    name=p["name"])
+
+
+def unlocal(message: str, local: dict) -> str:
+    """message naming the user's files, not the task's copies of them."""
+    for original, path in local.items():
+        message = message.replace(path, original)
+    return message
+
+
+def outcome_dict(out, console, local: dict) -> dict:
+    """A finished run (an Outcome and its Console) as the plain dict a task returns."""
+    from .cli import exit_code_of
+    from .hypervisor.stats import REASON_NAMES
     s = out.stats
-    return {"result": out.reason, "exit_code": exit_code_of(out), "detail": unlocal(out.detail),
+    return {"result": out.reason, "exit_code": exit_code_of(out),
+            "detail": unlocal(out.detail, local),
             "instructions": s.instructions, "seconds": s.seconds, "mips": s.mips,
             "exits": s.total_exits,
             "exits_by_reason": {REASON_NAMES[i]: n for i, n in enumerate(s.exits)
                                 if i in REASON_NAMES and n},
-            "console": console.output_bytes, "console_bytes": console.position,
-            "wall": time.perf_counter() - started}
+            "console": console.output_bytes, "console_bytes": console.position}
+
+
+def _hvemu_job(p: dict, local: dict) -> dict:
+    from .console import Console
+    from .vm import VM
+
+    console = Console()
+    started = time.perf_counter()
+    try:
+        vm = VM(vm_config(p, local), console)
+        out = vm.run()
+    except HvemuError as e:
+        return {"result": "refused", "exit_code": e.exit_code, "detail": unlocal(str(e), local),
+                "wall": time.perf_counter() - started}
+    return {**outcome_dict(out, console, local), "wall": time.perf_counter() - started}
 
 
 _QEMU_STARTUP: dict[tuple[str, int], float] = {}    # per worker process

@@ -11,7 +11,7 @@ import time
 import click
 
 from .cli import COUNT, MEMORY, SECONDS, VCPUS, Parsed, QemuCommand
-from .errors import CantCreateError, ToolMissingError, UsageError
+from .errors import CantCreateError, UsageError
 from .fleet import DEFAULT_TIMEOUT, ENGINES
 from .units import parse_count
 
@@ -163,9 +163,108 @@ def _run_with_progress(f, cells, repeat, qemu, err, slots):
         return f.run(cells, repeat=repeat, qemu=qemu, on_result=on_result)
 
 
-@fleet_group.command("migrate", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def fleet_migrate(args) -> None:
-    """Move a running VM to another node (not available yet: it needs live migration)."""
-    raise ToolMissingError("fleet migrate: live migration is not available in this hvemu "
-                           "yet, so a running VM cannot move to another node")
+HOPS = Parsed("count", lambda text: parse_count(text, "number of moves", 1, 1000))
+DOWNTIME = Parsed("ms", lambda text: parse_count(text, "downtime limit in ms", 1, 600_000))
+
+
+@fleet_group.command("migrate", cls=QemuCommand)
+@click.argument("image", required=False)
+@click.option("--bios", default=None, help="firmware, as for hvemu boot")
+@click.option("--kernel", default=None, help="an S-mode kernel, as for hvemu boot")
+@click.option("--initrd", default=None, help="an initial RAM disk for the --kernel")
+@click.option("--append", default="", help="the kernel command line")
+@click.option("--vcpus", type=VCPUS, default=1, help="harts (default 1)")
+@click.option("--memory", "-m", type=MEMORY, default=128 << 20, help="guest RAM (default 128M)")
+@click.option("--disk", "disks", multiple=True, metavar="PATH[,readonly][,offset=B,size=B]",
+              help="a virtio-blk disk, copied to each actor; a writable one moves with the VM")
+@click.option("--clock", type=click.Choice(["virtual", "host"]), default="virtual")
+@click.option("--max-instructions", type=COUNT, default=None,
+              help="stop the guest after this many instructions (exit 125)")
+@click.option("--timeout", type=SECONDS, default=None,
+              help=f"seconds of host time for the guest, all moves included (default "
+                   f"{DEFAULT_TIMEOUT:g}; exit 124)")
+@click.option("--after", type=SECONDS, default=0.5,
+              help="seconds the guest runs before each move (default 0.5)")
+@click.option("--hops", type=HOPS, default=1, help="how many times it moves (default 1)")
+@click.option("--downtime-limit", type=DOWNTIME, default=None,
+              help="ms the final stop may take (QMP migrate-set-parameters; default 300)")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="join this Ray cluster; default: a local Ray instance, started and stopped")
+@click.option("--workers", type=WORKERS, default=None,
+              help="CPUs of the local Ray instance (default: this machine's)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="write the moves and the guest's result as JSON to this file")
+def fleet_migrate(image, bios, kernel, initrd, append, vcpus, memory, disks, clock,
+                  max_instructions, timeout, after, hops, downtime_limit, address, workers,
+                  json_path) -> None:
+    """Run a guest in a Ray actor and move it, live, to an actor on another node (on a
+    one-node cluster: another worker) every --after seconds, --hops times.  stdout is
+    the guest's console; stderr a line per move and the table of moves."""
+    from rich.console import Console
+
+    from . import fleet, fleetmigrate, images
+    from .disks import DiskSpec
+
+    if image is not None and bios is not None:
+        raise UsageError("give either IMAGE or --bios, not both")
+    firmware = image or bios
+    if firmware is None and kernel is None:
+        raise UsageError("give an IMAGE (or --bios) or a --kernel to run")
+    if (initrd or append) and kernel is None:
+        raise UsageError(f"{'--initrd' if initrd else '--append'} needs a --kernel")
+    if address is not None and workers is not None:
+        raise UsageError("--workers sizes the local Ray instance: not with --address")
+    paths = {}
+    for what, given in (("image", firmware), ("kernel", kernel), ("initrd", initrd)):
+        if given is not None:
+            paths[what] = images.resolve(given) if what != "initrd" else given
+            fleet._check_readable(paths[what])
+    specs = [DiskSpec.parse(d) for d in disks]
+    for d in specs:
+        fleet._check_readable(d.path, "disk ")
+    if json_path:
+        try:
+            open(json_path, "a").close()
+        except OSError as e:
+            raise CantCreateError(f"--json {json_path}: cannot write ({e.strerror})") from None
+    name = os.path.basename(firmware or kernel)
+    guest = fleet.Guest(name, image=paths.get("image"), kernel=paths.get("kernel"),
+                        initrd=paths.get("initrd"), append=append, disks=specs,
+                        max_instructions=max_instructions, clock=clock)
+    timeout = timeout or DEFAULT_TIMEOUT
+    payload = fleetmigrate.payload_of(guest, vcpus, memory, timeout)
+    params = {} if downtime_limit is None else {"downtime-limit": downtime_limit}
+    err = Console(stderr=True, highlight=False)
+    out = sys.stdout.buffer
+    shipped = sum(os.path.getsize(p) for p in guest.files())
+    with contextlib.redirect_stdout(sys.stderr), _sigterm_interrupts():
+        with err.status("joining the Ray cluster" if address else
+                        "starting a local Ray instance"):
+            f = fleet.Fleet(address, workers, object_store=2 * shipped + (64 << 20))
+        with f:
+            mover = fleetmigrate.Mover(f, payload, out=out,
+                                       on_hop=lambda h: err.print(
+                                           "hvemu: " + fleetmigrate.hop_line(h),
+                                           markup=False, soft_wrap=True))
+            result = mover.run(after, hops, params)
+    if result["result"] not in ("poweroff",):
+        err.print(f"hvemu: {name}: {result['result']}"
+                  + (f": {result['detail']}" if result.get("detail") else ""),
+                  markup=False, soft_wrap=True)
+    if result["hops"]:
+        where = address or "a local Ray instance"
+        wide = Console(stderr=True, width=max(130, err.width))
+        wide.print(fleetmigrate.table(result, f"hvemu fleet migrate: {name} on {where}, "
+                                              f"{result['wall']:.1f} s"))
+    tried = len(result["hops"])
+    if tried < hops and result["result"] not in ("refused",) and \
+            all(h["status"] == "completed" for h in result["hops"]):
+        err.print(f"hvemu: {name} ended after {tried} of {hops} moves (--after {after:g} s)",
+                  markup=False, soft_wrap=True)
+    if json_path:
+        try:
+            with open(json_path, "w") as fh:
+                json.dump(result, fh, indent=2, default=str)
+        except OSError as e:
+            err.print(f"hvemu: --json {json_path}: cannot write ({e.strerror})", markup=False)
+    sys.exit(min(result["exit_code"], 255))

@@ -393,13 +393,6 @@ def test_bad_command_line_is_one_line(tmp_path, args, code, words):
     assert lines[0].startswith("hvemu: ") and words in lines[0], lines
 
 
-def test_migrate_refuses_until_live_migration_exists():
-    proc = run_hvemu("fleet", "migrate", "vm0", "--to", "node2")
-    lines = stderr_lines(proc)
-    assert proc.returncode == 69 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("hvemu: fleet migrate: live migration is not available")
-
-
 def test_the_readme_spec_example_is_a_valid_spec(tmp_path, isa_dir):
     from hvemu.fleet import build_cells, load_spec
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
