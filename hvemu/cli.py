@@ -278,9 +278,9 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
                           initrd=initrd, append=append, clock=clock, vcpus=vcpus)
     if gdb_default and gdb is None:
         gdb = "tcp::1234"
-    if hv_class != "native" and (qmp or gdb or hold or record or replay):
-        raise UsageError("--qmp, --gdb, -s, -S, --record and --replay need --hypervisor "
-                         "native (a hosted hypervisor runs in a process of its own)")
+    if hv_class != "native" and (gdb or record or replay):
+        raise UsageError("--gdb, -s, --record and --replay need --hypervisor native (a "
+                         "hosted hypervisor runs in a process of its own)")
     interactive = sys.stdin.isatty() and replay is None    # a replay's input is recorded
     console = (TerminalConsole(sys.stdin.fileno()) if interactive
                else stdout_console(replay is None))
@@ -298,7 +298,12 @@ def boot(image, bios, kernel, initrd, append, vcpus, clock, memory, max_instruct
         console.vm = vm
         console.on_stats = lambda: print_stats(vm.live_stats())
     from .control.setup import attach
-    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold, record=record, replay=replay)
+    native = hv_class == "native"            # else QMP serves from the hypervisor's process
+    controls = attach(vm, console, qmp=qmp, gdb=gdb, hold=hold, record=record, replay=replay,
+                      start=native)
+    if not native:
+        vm.hypervisor.in_process.append(controls.start)
+        vm.hypervisor.in_process_end.append(controls.close)
     outcome = None
     try:
         outcome = run_on_terminal(vm, console if interactive else None)
@@ -495,7 +500,7 @@ def host_command(config, json_path) -> None:
     hvs, vms, outcomes = host.run_host(config)
     table, rows = host.host_table(hvs, vms, outcomes, exit_code_of)
     host.print_details(vms, outcomes)
-    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)
+    Console(stderr=True, width=max(140, Console(stderr=True).width)).print(table)
     if json_path:
         try:
             with open(json_path, "w") as f:

@@ -524,12 +524,15 @@ def write_snapshot(vm, out) -> int:
 
 
 def check_local(vm) -> None:
-    """Refuse a VM whose state is not in this process: one a hosted hypervisor has run
-    (its devices and CSRs live in the hypervisor's process)."""
+    """Refuse a VM whose state is not in this process: one a hosted hypervisor has run,
+    asked from outside the hypervisor's process (its devices and CSRs live there; QMP,
+    served from that process, may)."""
     from .hypervisor.hosted import HostedHypervisor
-    if isinstance(vm.hypervisor, HostedHypervisor) and vm.state != "created":
-        raise HvemuError("the VM runs on a hosted hypervisor: its state is in the "
-                         "hypervisor's process, not in this one")
+    hv = vm.hypervisor
+    if isinstance(hv, HostedHypervisor) and vm.state != "created" and not hv.serving:
+        raise HvemuError(f"the VM runs on a {hv.kind} hypervisor: its state is in the "
+                         "hypervisor's process, not in this one (save or migrate it over "
+                         "QMP: hvemu boot --qmp ...)")
 
 
 def save(vm, path) -> int:

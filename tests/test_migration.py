@@ -494,16 +494,21 @@ def test_a_vm_migrates_onto_a_hosted_hypervisor():
     assert vm.console.output_bytes + out == full
 
 
-def test_qmp_migrate_moves_a_vm_between_two_hvemu_processes():
+@pytest.mark.parametrize("source_class, target_class", [
+    ("native", "native"), ("dual", "native"), ("native", "dual"), ("hosted", "dual")])
+def test_qmp_migrate_moves_a_vm_between_two_hvemu_processes(source_class, target_class):
     """The whole thing from the command line: source `hvemu boot memwrite --qmp ...`,
     target `hvemu boot memwrite --incoming ...`, QMP migrate-set-parameters, migrate,
-    query-migrate until completed (QEMU's field names), quit the source."""
+    query-migrate until completed (QEMU's field names), quit the source -- between
+    hypervisor classes too (a hosted or dual source's QMP is served by its hypervisor's
+    process, where the devices and the dirty log's reader are)."""
     from hvemu.migration_bench import Qmp
     full = uninterrupted("memwrite")
-    target = Target("memwrite")
+    target = Target("memwrite", "--hypervisor", target_class)
     qmp_port = free_port()
     source = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "boot", "memwrite", "--qmp",
-                               f"tcp:127.0.0.1:{qmp_port},server,wait=off"],
+                               f"tcp:127.0.0.1:{qmp_port},server,wait=off",
+                               "--hypervisor", source_class],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     try:
@@ -533,3 +538,53 @@ def test_qmp_migrate_moves_a_vm_between_two_hvemu_processes():
     code, out, err = target.finish()
     assert code == 0, err
     assert source_out + out == full
+
+
+@pytest.mark.parametrize("saved_on, restored_on", [("dual", "native"), ("hosted", "dual")])
+def test_a_snapshot_taken_over_qmp_on_one_class_goes_on_on_another(tmp_path, saved_on,
+                                                                   restored_on):
+    """x-hvemu-savevm of a VM a hosted or dual hypervisor runs, then `hvemu boot --restore`
+    under another class: the two runs together print what one uninterrupted run prints."""
+    from hvemu.migration_bench import Qmp
+    full = uninterrupted("kernel")
+    snap = tmp_path / "vm.snap"
+    qmp_port = free_port()
+    source = subprocess.Popen([sys.executable, "-m", "hvemu.cli", "boot", "--kernel", "kernel",
+                               "--hypervisor", saved_on, "-S", "--qmp",
+                               f"tcp:127.0.0.1:{qmp_port},server,wait=off"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        qmp = Qmp(qmp_port)
+        assert qmp.command("query-status")["status"] == "prelaunch"
+        qmp.command("cont")
+        time.sleep(0.05)
+        qmp.command("stop")
+        assert qmp.command("query-status")["status"] == "paused"
+        assert qmp.command("x-hvemu-savevm", file=str(snap))["bytes"] > 0
+        try:
+            qmp.command("quit")
+        except (OSError, ValueError):
+            pass
+        first, err = source.communicate(timeout=60)
+    finally:
+        if source.poll() is None:
+            source.kill()
+            source.communicate()
+    assert source.returncode == 0, err
+    proc = subprocess.run([sys.executable, "-m", "hvemu.cli", "boot", "--restore", snap,
+                           "--hypervisor", restored_on], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert first + proc.stdout == full
+    assert first and proc.stdout                     # saved in the middle, not at an end
+
+
+def test_a_hosted_vm_is_refused_from_outside_its_hypervisors_process():
+    from hvemu.errors import HvemuError
+    from hvemu.hypervisor.hosted import HostedHypervisor
+    vm = VM(config("bench", max_instructions=1_000_000),
+            hypervisor=HostedHypervisor(reserve=128 << 20))
+    vm.run()
+    with pytest.raises(HvemuError, match="save or migrate it over QMP"):
+        vm.migrate("tcp:127.0.0.1:1")

@@ -15,6 +15,11 @@ class Controls:
         self.recorder = None
         self.replayer = None
 
+    def start(self) -> None:
+        """Start serving (the servers' threads), in the process that runs the VM."""
+        for server in self.servers:
+            server.start()
+
     def close(self, outcome=None) -> None:
         """Close the servers; finish a recording (outcome None: the run was interrupted)
         and check a replay against its recording (Diverged if it differs)."""
@@ -30,10 +35,13 @@ class Controls:
 
 
 def attach(vm, console=None, qmp=(), gdb: str | None = None, hold: bool = False,
-           record: str | None = None, replay: str | None = None) -> Controls:
+           record: str | None = None, replay: str | None = None,
+           start: bool = True) -> Controls:
     """Listen on every --qmp endpoint and the --gdb one (one `hvemu:` line if one cannot
     be had), give a terminal console its monitor (Ctrl-A c) and, with -S (hold), keep the
-    VM stopped before its first instruction until a client says cont (or gdb continue)."""
+    VM stopped before its first instruction until a client says cont (or gdb continue).
+    start=False: the sockets listen, but serving waits for `Controls.start()` (a hosted
+    hypervisor calls it in its own process, where the VM's devices and run loop are)."""
     from .monitor import Monitor
     from .qmp import QmpServer
 
@@ -62,6 +70,6 @@ def attach(vm, console=None, qmp=(), gdb: str | None = None, hold: bool = False,
         controls.control.recording = True            # no debugger writes: not replayable
     if hold:
         controls.control.hold()
-    for server in controls.servers:
-        server.start()
+    if start:
+        controls.start()
     return controls

@@ -64,6 +64,11 @@ class HostedHypervisor(Hypervisor):
         self.capped = host_memory is not None
         self.pid: int | None = None           # the hypervisor's process, while it runs
         self.last_pid: int | None = None      # ... and after
+        self.serving = False                  # True in the hypervisor's process
+        # called in the hypervisor's process before its VMs run: what must work on the
+        # live VM (the QMP servers' threads: stop, cont, migrate, savevm, quit ...)
+        self.in_process: list = []
+        self.in_process_end: list = []       # ... and after they ran (the servers' close)
 
     @property
     def host_memory(self) -> int | None:
@@ -133,6 +138,7 @@ class HostedHypervisor(Hypervisor):
             # Ctrl-C and SIGTERM (forwarded by the core process) end the run here as they
             # would a native one: the caller's handlers, inherited
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.serving = True
             index = 0
             for vm in vms:
                 vm.memory.remote_code = True
@@ -140,7 +146,13 @@ class HostedHypervisor(Hypervisor):
                     vc.vcpu.attach_remote(req_w, resp_r, index)
                     index += 1
             try:
-                outcomes = Hypervisor.run(self, vms)
+                for hook in self.in_process:
+                    hook()
+                try:
+                    outcomes = Hypervisor.run(self, vms)
+                finally:
+                    for hook in self.in_process_end:     # QMP's last events go out
+                        hook()
                 payload = [(outcomes[vm], vm.state, vm.architectural_state(),
                             vm.console.dropped, vm.console.output_bytes) for vm in vms]
             except BaseException as e:         # noqa: BLE001 -- handed to the core process
