@@ -153,11 +153,13 @@ ctypedef struct HartState:
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t remote_hops  # hosted: round trips between the hypervisor's process and the core's
     # the plain CSRs (no side effects: mscratch mepc mcause mtval, sscratch sepc scause
-    # stval), kept here so that a dual-mode hypervisor's privileged part (core/dual.pxi)
-    # and the Python CSR file are one state
-    uint64_t vcsr[8]
+    # stval) and mstatus (less FS, which is `fs`), kept here so that a dual-mode
+    # hypervisor's privileged part (core/dual.pxi) and the Python CSR file are one state
+    uint64_t vcsr[9]
     uint32_t dual         # dual-mode hosted: the core's privileged part handles what it can
     uint32_t tvm          # mstatus.TVM, pushed by the hypervisor (sync_mode)
+    uint32_t sie_hold     # SIE_HOLD_* (core/dual.pxi): when an sstatus.SIE change must go
+                          # to the hypervisor, pushed by it before each run
     uint64_t dual_handled # ... and how many exits it handled without a hop
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)

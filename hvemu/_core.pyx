@@ -475,11 +475,27 @@ cdef class VCpu:
         return msg
 
     def vcsr_get(self, int i):
-        """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins)."""
-        return self.s.vcsr[i & 7]
+        """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins) or,
+        for 8, mstatus less FS."""
+        if not 0 <= i < 9:
+            raise IndexError(i)
+        return self.s.vcsr[i]
 
     def vcsr_set(self, int i, uint64_t v):
-        self.s.vcsr[i & 7] = v
+        if not 0 <= i < 9:
+            raise IndexError(i)
+        self.s.vcsr[i] = v
+
+    @property
+    def sie_hold(self):
+        """SIE_HOLD_PENDING (1): an S-level interrupt is pending and enabled, so setting
+        sstatus.SIE must deliver it; SIE_HOLD_TRIGGERS (2): debug triggers depend on
+        SIE.  Either sends the privileged part's SIE changes to the hypervisor."""
+        return self.s.sie_hold
+
+    @sie_hold.setter
+    def sie_hold(self, uint32_t v):
+        self.s.sie_hold = v
 
     @property
     def dual(self):

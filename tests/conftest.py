@@ -111,7 +111,7 @@ class RV:
     """Encoders for the few RV64 instructions the tests' raw guests use."""
 
     ZERO, RA, SP, T0, T1, T2, A0, A1 = 0, 1, 2, 5, 6, 7, 10, 11
-    WFI, ECALL, MRET, J_SELF = 0x10500073, 0x00000073, 0x30200073, 0x0000006F
+    WFI, ECALL, MRET, SRET, J_SELF = 0x10500073, 0x00000073, 0x30200073, 0x10200073, 0x0000006F
 
     @staticmethod
     def lui(rd: int, imm20: int) -> int:

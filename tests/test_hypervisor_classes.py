@@ -275,6 +275,31 @@ def random_csr_ops(rng, n: int, csrs: list[int]) -> list[int]:
     return ops
 
 
+def sstatus_ops(rng, n: int) -> list[int]:
+    """Kernel-style interrupt masking: sstatus reads, SIE set and cleared (immediate and
+    register forms, with and without rd), now and then another bit (the general
+    handler), and SSIP and SSIE turned on and off, so that setting SIE sometimes must
+    take a supervisor software interrupt at once."""
+    ops = []
+    for _ in range(n):
+        r, rd, reg = rng.random(), rng.choice([0, *REGS]), rng.choice(REGS)
+        if r < 0.25:
+            ops.append(zicsr(rng.choice([2, 3]), rd, 0, 0x100))              # csrr
+        elif r < 0.55:
+            ops.append(zicsr(rng.choice([6, 7]), rd, rng.choice([0, 2, 2]), 0x100))
+        elif r < 0.7:
+            ops += RV.li(reg, rng.choice([0, 2])) + [zicsr(rng.choice([2, 3]), rd, reg, 0x100)]
+        elif r < 0.75:
+            ops.append(zicsr(rng.choice([6, 7]), rd, 3, 0x100))     # and bit 0: general
+        elif r < 0.88:
+            ops.append(zicsr(rng.choice([6, 7]), 0, 2, 0x144))      # sip.SSIP on/off
+        else:
+            ops.append(zicsr(rng.choice([6, 7]), 0, 2, 0x104))      # sie.SSIE on/off
+        if rng.random() < 0.3:
+            ops.append(zicsr(rng.choice([1, 2, 3]), rd, reg, rng.choice(PLAIN[4:])))
+    return ops
+
+
 def auipc(rd: int) -> int:
     return (rd << 7) | 0x17                                   # auipc rd, 0
 
@@ -284,30 +309,38 @@ def flat(*parts) -> list[int]:
 
 
 def twin_guest(seed: int) -> bytes:
-    """M-mode: random accesses to the plain CSRs (and reads of others) and SFENCE.VMAs;
-    then S-mode (with mstatus.TVM for odd seeds): the same on the S ones and on M ones,
-    which trap into an M handler that skips them (through mepc and mcause, which the
-    privileged part handles too), as do SFENCE.VMAs under TVM; ecall ends it."""
+    """M-mode: random accesses to the plain CSRs (and reads of others), SFENCE.VMAs and
+    sstatus.SIE toggles; then S-mode (with mstatus.TVM for odd seeds): the same on the S
+    ones and on M ones, which trap into an M handler that skips them (through mepc and
+    mcause, which the privileged part handles too), as do SFENCE.VMAs under TVM, and
+    kernel-style SIE masking with supervisor software interrupts (delegated) pending now
+    and then, which an S handler counts in x29 and clears; ecall ends it."""
     import random
     rng = random.Random(seed)
     handler = flat(zicsr(2, 31, 0, 0x342), RV.addi(30, 0, 9), None,   # beq: patched
                    zicsr(2, 30, 0, 0x341), RV.addi(30, 30, 4), zicsr(1, 0, 30, 0x341),
                    RV.MRET)
     end = flat(RV.poweroff(0), RV.J_SELF)
+    s_handler = flat(RV.addi(29, 29, 1), zicsr(7, 0, 2, 0x144), RV.SRET)   # csrci sip, SSIP
     h_at, end_at = 1, 1 + len(handler)
-    main_at = end_at + len(end)
+    sh_at = end_at + len(end)
+    main_at = sh_at + len(s_handler)
     handler[2] = beq(31, 30, 4 * (end_at - (h_at + 2)))
     main = flat(auipc(5), RV.addi(5, 5, 4 * (h_at - main_at)), zicsr(1, 0, 5, 0x305),
+                auipc(5), RV.addi(5, 5, 4 * (sh_at - main_at - 3)), zicsr(1, 0, 5, 0x105),
+                RV.li(6, 2), zicsr(2, 0, 6, 0x303),                 # mideleg: SSI to S
                 *[RV.li(r, rng.randrange(-(1 << 31), 1 << 31)) for r in REGS],
-                random_csr_ops(rng, 300, PLAIN),
+                random_csr_ops(rng, 300, PLAIN), sstatus_ops(rng, 40),
+                zicsr(7, 0, 2, 0x100),                              # SIE off for the switch
                 RV.li(6, 3 << 11), zicsr(3, 0, 6, 0x300),          # MPP = S
                 RV.li(6, 1 << 11), zicsr(2, 0, 6, 0x300),
                 RV.li(6, (seed & 1) << 20), zicsr(2, 0, 6, 0x300))  # odd seeds: TVM
     here = main_at + len(main)
-    s_code = flat(random_csr_ops(rng, 300, PLAIN[4:] + PLAIN[:4]), RV.ECALL)
+    s_code = flat(random_csr_ops(rng, 200, PLAIN[4:] + PLAIN[:4]), sstatus_ops(rng, 300),
+                  RV.ECALL)
     enter = flat(auipc(5), RV.addi(5, 5, 4 * 4), zicsr(1, 0, 5, 0x341), RV.MRET)
     assert here + len(enter) - here == 4
-    words = flat(RV.jal(0, 4 * main_at), handler, end, main, enter, s_code)
+    words = flat(RV.jal(0, 4 * main_at), handler, end, s_handler, main, enter, s_code)
     return RV.code(words)
 
 
@@ -323,6 +356,8 @@ def test_the_privileged_part_leaves_the_virtual_state_the_python_handlers_leave(
         finished = out.stats.privileged_part
     assert ends["dual"] == ends["native"]
     assert finished > 400            # most plain accesses never left the core
+    taken = ends["native"][1][0]["x"][29]
+    assert 5 < taken, taken          # SSIs were taken (some at the very SIE set)
     # and step by step: the state after every 97 instructions is the same
     total = ends["native"][0]
     for k in range(40, total, 97):

@@ -9,8 +9,24 @@
 # exactly as hvemu/hypervisor/privileged.py's csr_instruction does: the same privilege
 # check, the same WARL rule (xepc bit 0 reads zero: IALIGN 16, C is on), rd written only
 # after the read, the write skipped for CSRRS/CSRRC with rs1 = x0.  The state is the one
-# the Python CSR file reads and writes (HartState.vcsr), so the two stay one.  Anything
-# else (another CSR, an access it would make illegal) is left to the hypervisor.
+# the Python CSR file reads and writes (HartState.vcsr), so the two stay one.
+#
+# It also reads sstatus and sets or clears sstatus.SIE alone (csrr a0, sstatus;
+# csrrc a0, sstatus, SIE; csrs sstatus, a0 with a0 = SIE or 0: how kernels save, disable
+# and restore interrupts; privileged spec 4.1.1), as privileged.py's _sie_toggle does,
+# unless the hypervisor's sie_hold says the change needs it: setting SIE while an
+# S-level interrupt is pending and enabled (it must be taken at once), or any change
+# while debug triggers are configured (they depend on SIE).  Anything else (another CSR,
+# another sstatus bit, an access it would make illegal) is left to the hypervisor.
+
+DEF SIE_BIT = 1 << 1
+DEF SIE_HOLD_PENDING = 1
+DEF SIE_HOLD_TRIGGERS = 2
+DEF MSTATUS_SLOT = 8
+# sstatus as the S-mode view of mstatus (csr.py's SSTATUS_VIEW): SIE SPIE SPP FS XS SUM
+# MXR, UXL and SD
+DEF SSTATUS_VIEW_LOW = (1 << 1) | (1 << 5) | (1 << 8) | (3 << 13) | (3 << 15) | (1 << 18) \
+    | (1 << 19) | (3 << 32)
 
 cdef inline int plain_csr_index(uint32_t csr) noexcept nogil:
     """0-7 for mscratch mepc mcause mtval sscratch sepc scause stval, else -1."""
@@ -32,6 +48,43 @@ cdef int sfence_part(HartState* s, uint32_t insn) noexcept nogil:
     return 1
 
 
+cdef inline uint64_t sstatus_read(HartState* s) noexcept nogil:
+    """sstatus as csr.py's _mstatus_read and SSTATUS_VIEW give it: FS from the core, SD
+    when FS or XS is Dirty."""
+    cdef uint64_t v = (s.vcsr[MSTATUS_SLOT] & ~(<uint64_t>3 << 13)) | (<uint64_t>s.fs << 13)
+    if s.fs == 3 or (v & (<uint64_t>3 << 15)) == (<uint64_t>3 << 15):
+        v |= <uint64_t>1 << 63
+    return v & (<uint64_t>SSTATUS_VIEW_LOW | (<uint64_t>1 << 63))
+
+
+cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noexcept nogil:
+    """CSRRS/CSRRC[I] on sstatus that read it and change at most SIE; 1 if finished."""
+    cdef uint32_t op = f3 & 3
+    cdef uint64_t src, old, before, after
+    if op == 1 or s.priv < 1:                   # CSRRW, or U-mode (illegal)
+        return 0
+    src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
+    if rs1 and src & ~(<uint64_t>SIE_BIT):      # another bit: the general handler
+        return 0
+    before = s.vcsr[MSTATUS_SLOT]
+    after = before
+    if rs1 and src:
+        after = before & ~src if op == 3 else before | src
+    if after != before:
+        if s.sie_hold & SIE_HOLD_TRIGGERS:
+            return 0
+        if after & SIE_BIT and s.sie_hold & SIE_HOLD_PENDING:
+            return 0
+    old = sstatus_read(s)
+    s.vcsr[MSTATUS_SLOT] = after
+    if rd:
+        s.x[rd] = old
+    s.pc = s.exit.pc + 4
+    s.instret += 1
+    s.dual_handled += 1
+    return 1
+
+
 cdef int privileged_part(HartState* s) noexcept nogil:
     """Finish the SYSTEM exit in s.exit if it is an SFENCE.VMA or a plain-CSR access
     that the hypervisor would finish without a trap: 1, else 0."""
@@ -44,6 +97,8 @@ cdef int privileged_part(HartState* s) noexcept nogil:
         return sfence_part(s, insn)                        # SFENCE.VMA
     if (insn & 0x7F) != 0x73 or op == 0 or s.exit.insn_len != 4:
         return 0
+    if csr == 0x100:
+        return sstatus_part(s, f3, rd, rs1)
     i = plain_csr_index(csr)
     if i < 0 or s.priv < ((csr >> 8) & 3):
         return 0

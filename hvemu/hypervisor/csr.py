@@ -81,7 +81,7 @@ class FpState:
     fs: int = 0
     fflags: int = 0
     frm: int = 0
-    vcsr: list = field(default_factory=lambda: [0] * 8)
+    vcsr: list = field(default_factory=lambda: [0] * 9)
 
     def vcsr_get(self, i: int) -> int:
         return self.vcsr[i]
@@ -92,6 +92,7 @@ class FpState:
 
 # the plain CSRs, stored in the core's HartState.vcsr (core/dual.pxi): attribute -> index
 PLAIN_CSRS = ("mscratch", "mepc", "mcause", "mtval", "sscratch", "sepc", "scause", "stval")
+MSTATUS_SLOT = 8                   # ... and mstatus (less FS) after them
 
 
 def _plain_csr(i: int) -> property:
@@ -102,8 +103,8 @@ def _plain_csr(i: int) -> property:
 class VirtualCsrFile:
     """Machine- and supervisor-level CSRs of one virtual hart.
 
-    The plain CSRs (PLAIN_CSRS) are properties over the core's HartState, shared with a
-    dual-mode hypervisor's privileged part.
+    The plain CSRs (PLAIN_CSRS) and mstatus are properties over the core's HartState,
+    shared with a dual-mode hypervisor's privileged part.
 
     `instret` and `time` are callables giving the retired-instruction count and
     the virtual mtime; counters are derived from them (cycle = instret).  `fpu` holds
@@ -377,3 +378,4 @@ class VirtualCsrFile:
 
 for _i, _name in enumerate(PLAIN_CSRS):
     setattr(VirtualCsrFile, _name, _plain_csr(_i))
+VirtualCsrFile.mstatus = _plain_csr(MSTATUS_SLOT)

@@ -107,7 +107,15 @@ class VirtualCpu:
         self.check_interrupts()
         run, handlers, exits = vcpu.run, self.handlers, self.stats.exits
         try:
-            if self.tracer is None:
+            if self.tracer is None and vcpu.dual:
+                hold, csr, hart = self.sie_hold, self.hart.csr, self.hart
+                while True:                  # what the privileged part may not do alone
+                    vcpu.sie_hold = (hold(csr, hart) if csr.mie or hart._triggers_live
+                                     or csr.triggers.configured else 0)
+                    reason = run()
+                    exits[reason] += 1
+                    handlers[reason]()
+            elif self.tracer is None:
                 while True:
                     reason = run()
                     exits[reason] += 1
@@ -121,6 +129,14 @@ class VirtualCpu:
             return end.waiting
         except Paused:
             return False
+
+    @staticmethod
+    def sie_hold(csr, hart) -> int:
+        """The dual class's sie_hold (core/dual.pxi): 1 if an S-level interrupt is
+        pending and enabled in sie (setting sstatus.SIE must take it), 2 if debug
+        triggers are configured (they depend on SIE)."""
+        return ((1 if csr.mip & csr.mie & csr.mideleg else 0)
+                | (2 if hart._triggers_live or csr.triggers.configured else 0))
 
     # ---- exits ----
     def on_budget(self) -> None:
