@@ -17,6 +17,7 @@ IMAGES = {
     "mmioloop": "1,000,000 reads of the UART line status register to time MMIO exits",
     "csrwloop": "1,000,000 'csrw mscratch, t0' writes to time CSR-write exits",
     "ecallloop": "100,000 M-mode ecalls, each reflected into its own trap handler and mret'd",
+    "sieloop": "500,000 kernel-style interrupt masks: 'csrrci t0, sstatus, SIE' then 'csrs sstatus, t0' (local_irq_save/restore)",
     "timerloop": "20,000 machine timer interrupts armed through mtimecmp and waited for with wfi",
     "fpu": "F and D: mstatus.FS, fcsr, reserved rounding modes, NaN boxing and every FP "
            "operation in every rounding mode, as a dump QEMU prints the same",

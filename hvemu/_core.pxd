@@ -153,8 +153,9 @@ ctypedef struct HartState:
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t remote_hops  # hosted: round trips between the hypervisor's process and the core's
     # the plain CSRs (no side effects: mscratch mepc mcause mtval, sscratch sepc scause
-    # stval) and mstatus (less FS, which is `fs`), kept here so that a dual-mode
-    # hypervisor's privileged part (core/dual.pxi) and the Python CSR file are one state
+    # stval), kept here so that a dual-mode hypervisor's privileged part (core/dual.pxi)
+    # and the Python CSR file are one state; then mstatus (less FS, which is `fs`), as
+    # the hypervisor pushes it before a dual run (dual_enter) and takes it back after
     uint64_t vcsr[9]
     uint32_t dual         # dual-mode hosted: the core's privileged part handles what it can
     uint32_t tvm          # mstatus.TVM, pushed by the hypervisor (sync_mode)

@@ -486,6 +486,16 @@ cdef class VCpu:
             raise IndexError(i)
         self.s.vcsr[i] = v
 
+    def dual_enter(self, uint64_t mstatus, uint32_t sie_hold):
+        """Before a dual-mode run: the hypervisor's mstatus (less FS) for the privileged
+        part, and its sie_hold; `dual_mstatus` gives mstatus back after the run."""
+        self.s.vcsr[8] = mstatus
+        self.s.sie_hold = sie_hold
+
+    @property
+    def dual_mstatus(self):
+        return self.s.vcsr[8]
+
     @property
     def sie_hold(self):
         """SIE_HOLD_PENDING (1): an S-level interrupt is pending and enabled, so setting

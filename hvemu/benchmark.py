@@ -251,6 +251,8 @@ GATE_FIGURES = {
     "dual_csr_exit": ("csrloop", "exit", 62_500, "dual"),     # finished in the core
     "dual_page_fault_exit": ("faults", "exit", 700_000, "dual"),
     "dual_sfence_exit": ("sfence", "exit", 1_200_000, "dual"),   # finished in the core
+    "sie_exit": ("sieloop", "exit", 62_500, "native"),          # kernels' interrupt masks
+    "dual_sie_exit": ("sieloop", "exit", 62_500, "dual"),       # finished in the core
     # SMP (native, with the 5th field's harts): lr/sc and AMOs (the reference
     # interpreter's path) and the quantum switches of 4 harts hammering one lock; IPI
     # ping-pong between 2 harts: msip MMIO, WFI and the turns each wake-up takes

@@ -1,7 +1,7 @@
 """`hvemu bench --exit-costs`: what one exit costs under each hypervisor class.
 
 For each exit kind a bundled guest does little but that exit in a loop (csrloop,
-csrwloop, sfence, ecallloop, faults, mmioloop, timerloop).  Each runs under each class
+csrwloop, sieloop, sfence, ecallloop, faults, mmioloop, timerloop).  Each runs under each class
 (hvemu.hypervisor.CLASSES) and gives, per exit:
 
 - ns: the VM's host time (the scheduler's, start-up excluded) over its exits;
@@ -33,6 +33,7 @@ from .hypervisor import CLASSES
 KINDS = {
     "CSR read": ("csrloop", 80_000),
     "CSR write": ("csrwloop", 80_000),
+    "sstatus.SIE toggle": ("sieloop", 80_000),
     "sfence.vma": ("sfence", 1_200_000),
     "ecall + mret (reflected)": ("ecallloop", 400_000),
     "page fault (reflected)": ("faults", 700_000),

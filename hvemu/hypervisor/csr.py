@@ -92,7 +92,7 @@ class FpState:
 
 # the plain CSRs, stored in the core's HartState.vcsr (core/dual.pxi): attribute -> index
 PLAIN_CSRS = ("mscratch", "mepc", "mcause", "mtval", "sscratch", "sepc", "scause", "stval")
-MSTATUS_SLOT = 8                   # ... and mstatus (less FS) after them
+MSTATUS_SLOT = 8                   # ... and, while a dual run lasts, mstatus (less FS)
 
 
 def _plain_csr(i: int) -> property:
@@ -103,8 +103,10 @@ def _plain_csr(i: int) -> property:
 class VirtualCsrFile:
     """Machine- and supervisor-level CSRs of one virtual hart.
 
-    The plain CSRs (PLAIN_CSRS) and mstatus are properties over the core's HartState,
-    shared with a dual-mode hypervisor's privileged part.
+    The plain CSRs (PLAIN_CSRS) are properties over the core's HartState, shared with a
+    dual-mode hypervisor's privileged part; mstatus is this file's own, and a dual-mode
+    hypervisor pushes it into HartState.vcsr[MSTATUS_SLOT] before each run and takes
+    it back after (as a VMM writes and reads a VMCS field).
 
     `instret` and `time` are callables giving the retired-instruction count and
     the virtual mtime; counters are derived from them (cycle = instret).  `fpu` holds
@@ -378,4 +380,3 @@ class VirtualCsrFile:
 
 for _i, _name in enumerate(PLAIN_CSRS):
     setattr(VirtualCsrFile, _name, _plain_csr(_i))
-VirtualCsrFile.mstatus = _plain_csr(MSTATUS_SLOT)

@@ -209,6 +209,7 @@ def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
     interrupts, csrs sstatus, a0 to restore them), only that bit moves and interrupts
     are checked only when it is set; any other write takes the general handler."""
     hart, vcpu, file = hv.hart, hv.vcpu, hv.hart.csr
+    triggers = file.triggers
     reader = file.readers[SSTATUS]
     complete, get_x = vcpu.complete_csr, vcpu.get_x
     counts = hv.stats.privileged
@@ -228,8 +229,9 @@ def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
             return complete(rd, old)
         file.mstatus = after
         complete(rd, old)
-        hart.sync_triggers()                  # S-mode triggers fire only with SIE set
-        if after & SIE:
+        if hart._triggers_live or triggers.configured:
+            hart.sync_triggers()              # S-mode triggers fire only with SIE set
+        if after & SIE and file.mie & file.mideleg:   # an S-level interrupt can be taken
             hv.check_interrupts()
     return toggle
 

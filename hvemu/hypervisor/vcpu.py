@@ -109,10 +109,12 @@ class VirtualCpu:
         try:
             if self.tracer is None and vcpu.dual:
                 hold, csr, hart = self.sie_hold, self.hart.csr, self.hart
-                while True:                  # what the privileged part may not do alone
-                    vcpu.sie_hold = (hold(csr, hart) if csr.mie or hart._triggers_live
-                                     or csr.triggers.configured else 0)
+                enter = vcpu.dual_enter
+                while True:        # mstatus, and what the privileged part may not do alone
+                    enter(csr.mstatus, hold() if csr.mie & csr.mideleg or hart._triggers_live
+                          or csr.triggers.configured else 0)
                     reason = run()
+                    csr.mstatus = vcpu.dual_mstatus
                     exits[reason] += 1
                     handlers[reason]()
             elif self.tracer is None:
@@ -130,13 +132,17 @@ class VirtualCpu:
         except Paused:
             return False
 
-    @staticmethod
-    def sie_hold(csr, hart) -> int:
+    def sie_hold(self) -> int:
         """The dual class's sie_hold (core/dual.pxi): 1 if an S-level interrupt is
-        pending and enabled in sie (setting sstatus.SIE must take it), 2 if debug
-        triggers are configured (they depend on SIE)."""
-        return ((1 if csr.mip & csr.mie & csr.mideleg else 0)
-                | (2 if hart._triggers_live or csr.triggers.configured else 0))
+        pending (sampled now, as check_interrupts samples) and enabled in sie, so that
+        setting sstatus.SIE must take it; 2 if debug triggers are configured (they
+        depend on SIE)."""
+        csr, hart = self.hart.csr, self.hart
+        pending = 0
+        if csr.mie & csr.mideleg:
+            self.update_mip()
+            pending = 1 if csr.mip & csr.mie & csr.mideleg else 0
+        return pending | (2 if hart._triggers_live or csr.triggers.configured else 0)
 
     # ---- exits ----
     def on_budget(self) -> None:
