@@ -243,6 +243,7 @@ GATE_FIGURES = {
     "fast_path_per_instruction": ("bench", "instruction", 5_000_000, "native"),
     "fast_path_per_instruction_sv39": ("bench-sv39", "instruction", 5_000_000, "native"),
     "csr_exit": ("csrloop", "exit", 62_500, "native"),
+    "csr_write_exit": ("csrwloop", "exit", 62_500, "native"),
     "mmio_exit": ("mmioloop", "exit", 62_500, "native"),
     "sfence_exit": ("sfence", "exit", 1_200_000, "native"),
     "page_fault_exit": ("faults", "exit", 700_000, "native"),

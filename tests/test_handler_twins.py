@@ -86,3 +86,30 @@ def test_the_page_sfence_closure_is_the_general_sfence_handler(rs1, priv, tvm, v
     privileged.sfence_vma(general.hv, insn)
     assert state(special) == state(general)
     assert special.vcpu.shadow_stats == general.vcpu.shadow_stats
+
+
+PLAIN = (0x340, 0x341, 0x342, 0x343, 0x140, 0x141, 0x142, 0x143)
+
+
+@settings(max_examples=200, deadline=None)
+@given(f3=st.sampled_from([1, 5]), rd=st.sampled_from([0, 10, 15]),
+       rs1=st.sampled_from([0, 3, 11, 31]), csr=st.sampled_from(PLAIN),
+       value=st.sampled_from([0, 1, 0x8000_0001, (1 << 64) - 1]),
+       priv=st.sampled_from([U, S, 3]))
+def test_the_plain_csr_write_closure_is_the_general_csr_handler(f3, rd, rs1, csr, value,
+                                                               priv):
+    """csrw/csrrw[i] to mscratch, mepc, ... and the S twins: the same old value in rd,
+    the same WARL value stored (xepc bit 0 zero), the same illegal instruction below the
+    CSR's privilege."""
+    from conftest import HELLO_ELF
+    insn = csr_insn(f3, rd, rs1, csr)
+    vms = [exited_vm(str(HELLO_ELF), insn, priv, 0, {rs1: value} if rs1 else {}, 0)
+           for _ in range(2)]
+    for vm in vms:
+        vm.hart.csr.fpu.vcsr_set(PLAIN.index(csr), 0x1234_5679)
+    special, general = vms
+    privileged.prepare(special.hv, insn)()
+    privileged.csr_instruction(general.hv, insn)
+    assert state(special) == state(general)
+    assert [special.hart.csr.fpu.vcsr_get(i) for i in range(8)] == \
+        [general.hart.csr.fpu.vcsr_get(i) for i in range(8)]

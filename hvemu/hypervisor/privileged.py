@@ -187,6 +187,8 @@ def prepare(hv, insn: int):
         return _sie_toggle(hv, insn, f3, rd, rs1)
     if handler is sfence_vma and rs1 and not (insn >> 20) & 31:
         return _sfence_page(hv, insn, rs1)
+    if handler is csr_instruction and f3 & 3 == 1 and csr in PLAIN_WRITES:
+        return _plain_write(hv, insn, f3, csr, rd, rs1)
     if (handler is csr_instruction and f3 & 3 in (2, 3) and rs1 == 0
             and csr not in SPECIAL_READS and csr in file.readers):
         reader = file.readers[csr]
@@ -202,6 +204,33 @@ def prepare(hv, insn: int):
             complete(rd, reader())
         return read_csr
     return lambda: handler(hv, insn)
+
+
+# CSRRW[I] targets with no side effect, stored in HartState.vcsr (csr.py's PLAIN_CSRS):
+# number -> (index, WARL mask: xepc bit 0 reads zero)
+PLAIN_WRITES = {num: (i, ~1 if num & 0xFF == 0x41 else (1 << 64) - 1) for i, num in
+                enumerate((0x340, 0x341, 0x342, 0x343, 0x140, 0x141, 0x142, 0x143))}
+
+
+def _plain_write(hv, insn: int, f3: int, csr: int, rd: int, rs1: int):
+    """CSRRW[I] on a plain CSR (csrw sscratch, t0; csrrw tp, sscratch, tp): the
+    privilege check, the old value to rd, the new one stored -- nothing else changes."""
+    hart, vcpu = hv.hart, hv.vcpu
+    index, mask = PLAIN_WRITES[csr]
+    get, put = hart.csr.fpu.vcsr_get, hart.csr.fpu.vcsr_set
+    complete, get_x = vcpu.complete_csr, vcpu.get_x
+    counts = hv.stats.privileged
+    min_priv = (csr >> 8) & 3
+    imm = rs1 if f3 & 4 else None
+
+    def write_csr() -> None:
+        counts["csr"] += 1
+        if hart.priv < min_priv:
+            return illegal(hv, insn)
+        old = get(index) if rd else 0
+        put(index, (imm if imm is not None else get_x(rs1)) & mask)
+        complete(rd, old)
+    return write_csr
 
 
 def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
