@@ -113,3 +113,28 @@ def test_the_plain_csr_write_closure_is_the_general_csr_handler(f3, rd, rs1, csr
     assert state(special) == state(general)
     assert [special.hart.csr.fpu.vcsr_get(i) for i in range(8)] == \
         [general.hart.csr.fpu.vcsr_get(i) for i in range(8)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rd=st.sampled_from([0, 10]), rs1=st.sampled_from([3, 11]),
+       flip=st.sampled_from([0, SIE, SPIE, SUM, SIE | SPP, 3 << 13]),
+       priv=st.sampled_from([U, S]),
+       bits=st.integers(0, 31).map(lambda b: (SIE if b & 1 else 0) | (SPIE if b & 2 else 0)
+                                   | (SPP if b & 4 else 0) | (SUM if b & 8 else 0)),
+       pending=st.sampled_from([0, SSIP, STIP]))
+def test_the_sstatus_write_closure_is_the_general_csr_handler(rd, rs1, flip, priv, bits,
+                                                              pending):
+    """csrw sstatus, rs1 with rs1 = sstatus with some bits flipped (xv6's
+    w_sstatus(r_sstatus() | SSTATUS_SIE)): SIE alone takes the closure's own path."""
+    from conftest import HELLO_ELF
+    insn = csr_insn(1, rd, rs1)
+    vms = []
+    for _ in range(2):
+        probe = exited_vm(str(HELLO_ELF), insn, priv, bits, {}, pending)
+        value = probe.hart.csr.sstatus ^ flip
+        vms.append(exited_vm(str(HELLO_ELF), insn, priv, bits, {rs1: value}, pending))
+    special, general = vms
+    privileged.prepare(special.hv, insn)()
+    privileged.csr_instruction(general.hv, insn)
+    assert state(special) == state(general)
+    assert special.vcpu.fs == general.vcpu.fs

@@ -12,8 +12,9 @@
 # the Python CSR file reads and writes (HartState.vcsr), so the two stay one.
 #
 # It also reads sstatus and sets or clears sstatus.SIE alone (csrr a0, sstatus;
-# csrrc a0, sstatus, SIE; csrs sstatus, a0 with a0 = SIE or 0: how kernels save, disable
-# and restore interrupts; privileged spec 4.1.1), as privileged.py's _sie_toggle does,
+# csrrc a0, sstatus, SIE; csrs sstatus, a0 with a0 = SIE or 0; csrw sstatus, a0 with
+# only SIE differing: how kernels save, disable and restore interrupts; privileged spec
+# 4.1.1), as privileged.py's _sie_toggle does,
 # unless the hypervisor's sie_hold says the change needs it: setting SIE while an
 # S-level interrupt is pending and enabled (it must be taken at once), or any change
 # while debug triggers are configured (they depend on SIE).  Anything else (another CSR,
@@ -25,6 +26,7 @@ DEF SIE_HOLD_TRIGGERS = 2
 DEF MSTATUS_SLOT = 8
 # sstatus as the S-mode view of mstatus (csr.py's SSTATUS_VIEW): SIE SPIE SPP FS XS SUM
 # MXR, UXL and SD
+DEF SSTATUS_WRITABLE = (1 << 1) | (1 << 5) | (1 << 8) | (3 << 13) | (1 << 18) | (1 << 19)
 DEF SSTATUS_VIEW_LOW = (1 << 1) | (1 << 5) | (1 << 8) | (3 << 13) | (3 << 15) | (1 << 18) \
     | (1 << 19) | (3 << 32)
 
@@ -58,17 +60,23 @@ cdef inline uint64_t sstatus_read(HartState* s) noexcept nogil:
 
 
 cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noexcept nogil:
-    """CSRRS/CSRRC[I] on sstatus that read it and change at most SIE; 1 if finished."""
+    """CSRRW/CSRRS/CSRRC[I] on sstatus that change at most SIE; 1 if finished.  A CSRRW
+    qualifies when every other writable bit (SPIE SPP FS SUM MXR) is written as it is
+    (xv6's w_sstatus(r_sstatus() | SSTATUS_SIE))."""
     cdef uint32_t op = f3 & 3
     cdef uint64_t src, old, before, after
-    if op == 1 or s.priv < 1:                   # CSRRW, or U-mode (illegal)
+    if s.priv < 1:                              # U-mode: illegal
         return 0
     src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
-    if rs1 and src & ~(<uint64_t>SIE_BIT):      # another bit: the general handler
-        return 0
     before = s.vcsr[MSTATUS_SLOT]
     after = before
-    if rs1 and src:
+    if op == 1:
+        if (src ^ sstatus_read(s)) & SSTATUS_WRITABLE & ~(<uint64_t>SIE_BIT):
+            return 0                            # another bit changes: the general handler
+        after = (before & ~(<uint64_t>SIE_BIT)) | (src & SIE_BIT)
+    elif rs1 and src & ~(<uint64_t>SIE_BIT):    # another bit: the general handler
+        return 0
+    elif rs1 and src:
         after = before & ~src if op == 3 else before | src
     if after != before:
         if s.sie_hold & SIE_HOLD_TRIGGERS:

@@ -7,7 +7,22 @@ privilege does not allow it.  `dispatch()` picks the handler by instruction clas
 """
 from __future__ import annotations
 
-from .csr import MIE, MPP, MPRV, MXR, SIE, SUM, TSR, TVM, TW, IllegalCsrAccess, M, S, U
+from .csr import (
+    MIE,
+    MPP,
+    MPRV,
+    MXR,
+    SIE,
+    SSTATUS_WRITABLE,
+    SUM,
+    TSR,
+    TVM,
+    TW,
+    IllegalCsrAccess,
+    M,
+    S,
+    U,
+)
 
 SSTATUS = 0x100
 ECALL, EBREAK, MRET, SRET, WFI = 0x00000073, 0x00100073, 0x30200073, 0x10200073, 0x10500073
@@ -183,7 +198,8 @@ def prepare(hv, insn: int):
     handler = classify(insn)
     f3, csr, rd, rs1 = (insn >> 12) & 7, insn >> 20, (insn >> 7) & 31, (insn >> 15) & 31
     file = hv.hart.csr
-    if handler is csr_instruction and csr == SSTATUS and f3 & 3 in (2, 3) and rs1:
+    if handler is csr_instruction and csr == SSTATUS and (f3 & 3 in (2, 3) and rs1
+                                                         or f3 & 3 == 1):
         return _sie_toggle(hv, insn, f3, rd, rs1)
     if handler is sfence_vma and rs1 and not (insn >> 20) & 31:
         return _sfence_page(hv, insn, rs1)
@@ -234,26 +250,36 @@ def _plain_write(hv, insn: int, f3: int, csr: int, rd: int, rs1: int):
 
 
 def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
-    """CSRRS/CSRRC[I] on sstatus: when all it changes is SIE (csrci sstatus, 2 to disable
-    interrupts, csrs sstatus, a0 to restore them), only that bit moves and interrupts
-    are checked only when it is set; any other write takes the general handler."""
+    """CSRRS/CSRRC[I] on sstatus, and CSRRW[I] that writes every other writable bit as
+    it is: when all it changes is SIE (csrci sstatus, 2 to disable interrupts, csrs
+    sstatus, a0 to restore them; xv6's w_sstatus(r_sstatus() | SSTATUS_SIE)), only that
+    bit moves and interrupts are checked only when it is set; any other write takes
+    the general handler."""
     hart, vcpu, file = hv.hart, hv.vcpu, hv.hart.csr
     triggers = file.triggers
     reader = file.readers[SSTATUS]
     complete, get_x = vcpu.complete_csr, vcpu.get_x
     counts = hv.stats.privileged
-    clear = f3 & 3 == 3
+    clear, write = f3 & 3 == 3, f3 & 3 == 1
     imm = rs1 if f3 & 4 else None
     general = lambda: csr_instruction(hv, insn)        # noqa: E731
 
     def toggle() -> None:
         src = imm if imm is not None else get_x(rs1)
-        if src & ~SIE or hart.priv < S:
+        if hart.priv < S:
             return general()
-        counts["csr"] += 1
         old = reader()
-        before = file.mstatus
-        after = before & ~src if clear else before | src
+        if write:
+            if (src ^ old) & SSTATUS_WRITABLE & ~SIE:
+                return general()
+            before = file.mstatus
+            after = (before & ~SIE) | (src & SIE)
+        else:
+            if src & ~SIE:
+                return general()
+            before = file.mstatus
+            after = before & ~src if clear else before | src
+        counts["csr"] += 1
         if after == before:
             return complete(rd, old)
         file.mstatus = after
