@@ -541,3 +541,16 @@ def test_device_tree_test_finisher_is_sifive_test0_with_poweroff_and_reboot(tree
     assert prop(tree, "/soc/poweroff", "regmap") == phandle
     assert prop(tree, "/soc/poweroff", "value") == [0x5555]
     assert prop(tree, "/soc/reboot", "value") == [0x7777]
+
+
+def test_a_receiver_fifo_reset_drops_only_what_the_chip_held_not_typed_ahead_input(rig):
+    """Input piped in before the guest set its UART up waits on the host side (as in
+    QEMU's chardev): a FIFO reset drops RBR's one byte with the FIFO off, 16 with it on."""
+    rig.uart.push_input(b"xls\necho hi\n")
+    rig.wr(IIR_FCR, 0x07)                       # FIFO on, both reset: RBR's "x" goes
+    got = bytes(rig.rd(RBR_THR_DLL) for _ in range(11))
+    assert got == b"ls\necho hi\n"
+    rig.uart.push_input(bytes(range(65, 65 + 20)))
+    rig.wr(IIR_FCR, 0x03)                       # FIFO was on: its 16 bytes go
+    assert bytes(rig.rd(RBR_THR_DLL) for _ in range(4)) == bytes(range(81, 85))
+    assert rig.rd(LSR) & 1 == 0                 # nothing left

@@ -7,6 +7,13 @@ to a sink immediately (the transmitter is always empty); input comes from
 when enabled with the THR empty; cleared by reading IIR or writing THR), as enabled
 in IER.  Like QEMU's serial model, the line is re-driven only when the state can
 change (RBR/IIR reads, THR/IER/FCR writes, input), not on LSR or MSR polls.
+
+`rx` is the host side's queue as well as the chip's: input typed ahead of the guest
+(a pipe into `hvemu boot`) waits there, as it waits in QEMU's character device until
+the UART can take it.  So a receiver FIFO reset (FCR bit 1, which kernels write while
+they set the UART up) drops only what the chip itself held -- its 16-byte FIFO when
+the FIFO was on, RBR's one byte when it was off -- as QEMU's serial model does, not
+everything typed ahead.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ LSR_DR, LSR_THRE, LSR_TEMT = 0x01, 0x20, 0x40
 IER_RDA, IER_THRE = 0x01, 0x02
 IIR_NONE, IIR_THRE, IIR_RDA = 0x01, 0x02, 0x04
 LCR_DLAB = 0x80
+RX_FIFO = 16                  # receive FIFO bytes; without the FIFO, RBR holds one
 
 
 class Uart16550:
@@ -95,9 +103,11 @@ class Uart16550:
                     self.thre_pending = True
                 self.ier = value & 0x0F
         elif offset == 2:
+            holds = RX_FIFO if self.fcr & 1 else 1     # what the chip held until now
             self.fcr = value
-            if value & 2:
-                self.rx.clear()
+            if value & 2:                   # receiver FIFO reset: what the chip holds goes
+                for _ in range(min(holds, len(self.rx))):
+                    self.rx.popleft()
         elif offset == 3:
             self.lcr = value
             return
