@@ -88,6 +88,21 @@ class Target:
         self.proc.communicate()
 
 
+def quit_source(qmp, source: subprocess.Popen) -> tuple[bytes, bytes]:
+    """QMP quit (the connection may close under the reply), then the source's output."""
+    try:
+        qmp.command("quit")
+    except (OSError, ValueError):
+        pass
+    return source.communicate(timeout=60)
+
+
+def kill_source(source: subprocess.Popen) -> None:
+    if source.poll() is None:
+        source.kill()
+        source.communicate()
+
+
 def migrate_mid_run(name: str, target_args, delay: float, **kw):
     """Start name's VM here, migrate it after delay seconds; (source VM, info, target)."""
     vm = VM(config(name, **kw))
@@ -526,15 +541,9 @@ def test_qmp_migrate_moves_a_vm_between_two_hvemu_processes(source_class, target
         for key in ("total-time", "downtime", "setup-time"):
             assert isinstance(info[key], int)
         assert info["ram"]["dirty-sync-count"] >= 1 and info["ram"]["total"] == 128 << 20
-        try:
-            qmp.command("quit")
-        except (OSError, ValueError):
-            pass
-        source_out, _ = source.communicate(timeout=60)
+        source_out, _ = quit_source(qmp, source)
     finally:
-        if source.poll() is None:
-            source.kill()
-            source.communicate()
+        kill_source(source)
     code, out, err = target.finish()
     assert code == 0, err
     assert source_out + out == full
@@ -562,15 +571,9 @@ def test_a_snapshot_taken_over_qmp_on_one_class_goes_on_on_another(tmp_path, sav
         qmp.command("stop")
         assert qmp.command("query-status")["status"] == "paused"
         assert qmp.command("x-hvemu-savevm", file=str(snap))["bytes"] > 0
-        try:
-            qmp.command("quit")
-        except (OSError, ValueError):
-            pass
-        first, err = source.communicate(timeout=60)
+        first, err = quit_source(qmp, source)
     finally:
-        if source.poll() is None:
-            source.kill()
-            source.communicate()
+        kill_source(source)
     assert source.returncode == 0, err
     proc = subprocess.run([sys.executable, "-m", "hvemu.cli", "boot", "--restore", snap,
                            "--hypervisor", restored_on], stdin=subprocess.DEVNULL,
