@@ -36,6 +36,14 @@ def write(tmp_path, text: str, name: str = "host.toml"):
 
 # ---- the command -------------------------------------------------------------------
 
+def host_rows(tmp_path, config, timeout: float = 180) -> dict:
+    """`hvemu host CONFIG --json` in tmp_path, which must end with 0: its rows by VM name."""
+    proc = run_hvemu("host", config, "--json", tmp_path / "out.json", cwd=tmp_path,
+                     timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return {r["vm"]: r for r in json.loads((tmp_path / "out.json").read_text())["vms"]}
+
+
 def test_two_vms_run_together_and_the_table_reports_each(tmp_path):
     config = write(tmp_path, """
 [[vm]]
@@ -79,9 +87,7 @@ name = "h2"
 image = "hello"
 console = "file:h2.log"
 """)
-    proc = run_hvemu("host", config, "--json", tmp_path / "out.json", cwd=tmp_path, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["vm"]: r for r in json.loads((tmp_path / "out.json").read_text())["vms"]}
+    rows = host_rows(tmp_path, config)
     assert {v: r["hypervisor"] for v, r in rows.items()} == {"n": "native", "h": "hosted",
                                                               "h2": "hosted"}
     for name, kwargs, log in (("n", dict(image="bench"), "n.log"),
@@ -113,9 +119,7 @@ image = "csrloop"
 hypervisor = "dual"
 console = "file:d.log"
 """)
-    proc = run_hvemu("host", config, "--json", tmp_path / "out.json", cwd=tmp_path, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["vm"]: r for r in json.loads((tmp_path / "out.json").read_text())["vms"]}
+    rows = host_rows(tmp_path, config)
     assert {v: (r["hypervisor"], r["result"]) for v, r in rows.items()} == {
         "h": ("hosted", "poweroff"), "d": ("dual", "poweroff")}
     assert "hello: all tests passed" in (tmp_path / "h.log").read_text()
