@@ -8,10 +8,12 @@ privilege does not allow it.  `dispatch()` picks the handler by instruction clas
 from __future__ import annotations
 
 from .csr import (
+    CSR_NAMES,
     MIE,
     MPP,
     MPRV,
     MXR,
+    PLAIN_CSRS,
     SIE,
     SSTATUS_WRITABLE,
     SUM,
@@ -224,8 +226,8 @@ def prepare(hv, insn: int):
 
 # CSRRW[I] targets with no side effect, stored in HartState.vcsr (csr.py's PLAIN_CSRS):
 # number -> (index, WARL mask: xepc bit 0 reads zero)
-PLAIN_WRITES = {num: (i, ~1 if num & 0xFF == 0x41 else (1 << 64) - 1) for i, num in
-                enumerate((0x340, 0x341, 0x342, 0x343, 0x140, 0x141, 0x142, 0x143))}
+PLAIN_WRITES = {num: (PLAIN_CSRS.index(name), ~1 if name.endswith("epc") else (1 << 64) - 1)
+                for num, name in CSR_NAMES.items() if name in PLAIN_CSRS}
 
 
 def _plain_write(hv, insn: int, f3: int, csr: int, rd: int, rs1: int):

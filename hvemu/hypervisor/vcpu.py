@@ -108,11 +108,9 @@ class VirtualCpu:
         run, handlers, exits = vcpu.run, self.handlers, self.stats.exits
         try:
             if self.tracer is None and vcpu.dual:
-                hold, csr, hart = self.sie_hold, self.hart.csr, self.hart
-                enter = vcpu.dual_enter
+                hold, csr, enter = self.sie_hold, self.hart.csr, vcpu.dual_enter
                 while True:        # mstatus, and what the privileged part may not do alone
-                    enter(csr.mstatus, hold() if csr.mie & csr.mideleg or hart._triggers_live
-                          or csr.triggers.configured else 0)
+                    enter(csr.mstatus, hold())
                     reason = run()
                     csr.mstatus = vcpu.dual_mstatus
                     exits[reason] += 1
