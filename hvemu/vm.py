@@ -245,7 +245,7 @@ class VM:
     @property
     def instructions(self) -> int:
         """Guest instructions retired by all harts."""
-        return sum(vc.vcpu.instret for vc in self.vcpus)
+        return sum([vc.vcpu.instret for vc in self.vcpus])
 
     def next_timer_deadline(self) -> int | None:
         """The earliest timer deadline any started hart can take (its mie enables it)."""
@@ -254,7 +254,7 @@ class VM:
         return min(deadlines) if deadlines else None
 
     def runnable_harts(self) -> int:
-        return sum(1 for vc in self.vcpus if vc.hsm == STARTED and not vc.waiting)
+        return len([vc for vc in self.vcpus if vc.hsm == STARTED and not vc.waiting])
 
     def set_tracer(self, tracer) -> None:
         for vc in self.vcpus:

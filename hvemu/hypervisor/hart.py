@@ -111,7 +111,8 @@ class VirtualHart:
         mask = 0
         timing = self.clock.core_time(self.vcpu) if self.clock is not None else None
         if self.native_counters:
-            mask = sum(1 << bit for bit in range(3) if c.counter_allowed(bit, self.priv))
+            allowed, priv = c.counter_allowed, self.priv
+            mask = allowed(0, priv) | allowed(1, priv) << 1 | allowed(2, priv) << 2
             if timing is None:
                 mask &= ~2                           # time: only the hypervisor knows it
         per_tick, added, ticks = timing if timing is not None else (1, 0, 0)

@@ -22,7 +22,10 @@ import time
 from .. import _core
 from .vcpu import STARTED, Paused, Preempt, Stop, VirtualCpu
 
-QUANTUM = 1 << 16               # instructions per turn when several vCPUs share the host
+# instructions per turn when several vCPUs share the host: ~0.35 ms of guest time at
+# hvemu's speed (QEMU's round-robin TCG gives a vCPU up to 100 ms, TCG_KICK_PERIOD);
+# 2^16 spent ~10 % of 4 harts' time switching, 2^18 ~4 % (bench/test_smp_speed.py)
+QUANTUM = 1 << 18
 SLICE = 1 << 22                 # ... and when one vCPU has it to itself
 WATCHDOG_KICK = 0.01            # seconds between the watchdog's kicks once the deadline passed
 IDLE_POLL = 0.05                # seconds a host wait lasts at most (requests, other consoles)

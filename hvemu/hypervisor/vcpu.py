@@ -275,12 +275,14 @@ class VirtualCpu:
         now = self.clock.now()
         c = self.hart.csr
         sbi = self.vm.sbi
-        deadlines = [t for t in (self.clint.mtimecmp[self.hartid],
-                                 c.stimecmp if c.menvcfg & MENVCFG_STCE else None,
-                                 sbi.timecmp[self.hartid] if sbi is not None else None,
-                                 self.vm.rtc.next_deadline())
-                     if t is not None and t > now and t < (1 << 63)]
-        return min(deadlines) if deadlines else None
+        first = None
+        for t in (self.clint.mtimecmp[self.hartid],
+                  c.stimecmp if c.menvcfg & MENVCFG_STCE else None,
+                  sbi.timecmp[self.hartid] if sbi is not None else None,
+                  self.vm.rtc.next_deadline()):
+            if t is not None and now < t < (1 << 63) and (first is None or t < first):
+                first = t
+        return first
 
     def timer_armed(self) -> bool:
         """Whether a timer this hart can take (enabled in mie) will fire some time."""
