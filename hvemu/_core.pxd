@@ -153,15 +153,15 @@ ctypedef struct HartState:
     int64_t core_ns       # host nanoseconds spent in run()
     uint64_t remote_hops  # hosted: round trips between the hypervisor's process and the core's
     # the plain CSRs (no side effects: mscratch mepc mcause mtval, sscratch sepc scause
-    # stval), kept here so that a dual-mode hypervisor's privileged part (core/dual.pxi)
-    # and the Python CSR file are one state; then mstatus (less FS, which is `fs`), as
-    # the hypervisor pushes it before a dual run (dual_enter) and takes it back after
+    # stval), kept here so that the hypervisor's privileged part in the core
+    # (core/privpart.pxi) and the Python CSR file are one state; then mstatus (less FS,
+    # which is `fs`), as run_part pushes it from the CSR file and takes it back after
     uint64_t vcsr[9]
-    uint32_t dual         # dual-mode hosted: the core's privileged part handles what it can
+    uint32_t priv_part    # the hypervisor's privileged part in the core finishes what it can
     uint32_t tvm          # mstatus.TVM, pushed by the hypervisor (sync_mode)
-    uint32_t sie_hold     # SIE_HOLD_* (core/dual.pxi): when an sstatus.SIE change must go
+    uint32_t sie_hold     # SIE_HOLD_* (core/privpart.pxi): when an sstatus.SIE change must go
                           # to the hypervisor, pushed by it before each run
-    uint64_t dual_handled # ... and how many exits it handled without a hop
+    uint64_t part_handled # ... and how many exits it finished in the core
     uint64_t watch_page  # the guest-physical page of a watched word, or ~0 (none)
     uint64_t watch_pa    # stores touching this 8-byte word exit as MMIO (HTIF's tohost)
     uint64_t menvcfg     # menvcfg and senvcfg: which cbo.* may run below M (core/cmo.pxi)
@@ -224,4 +224,5 @@ cdef class VCpu:
     cdef int remote_req            # hosted: run() asks the core process over these pipes
     cdef int remote_resp
     cdef uint8_t remote_index
+    cdef int _run(self) except -1
     cdef int _run_remote(self) except -1

@@ -58,7 +58,7 @@ include "core/cmo.pxi"
 include "core/trigger.pxi"
 include "core/interp.pxi"
 include "core/fastpath.pxi"
-include "core/dual.pxi"
+include "core/privpart.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -450,6 +450,9 @@ cdef class VCpu:
 
         The GIL is released while guest code runs; the time spent is added to
         `core_seconds`."""
+        return self._run()
+
+    cdef int _run(self) except -1:
         cdef int r
         cdef timespec t0, t1
         if self.remote_req >= 0:
@@ -458,6 +461,10 @@ cdef class VCpu:
         self.s.oom = 0
         with nogil:
             r = run_loop(self.s)
+            # the privileged part (core/privpart.pxi) finishes what it can, and the guest
+            # goes on (a budget due meanwhile ends the next run_loop at once)
+            while r == EXIT_SYSTEM and self.s.priv_part and privileged_part(self.s):
+                r = run_loop(self.s)
         clock_gettime(CLOCK_MONOTONIC, &t1)
         self.s.core_ns += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return r
@@ -474,6 +481,15 @@ cdef class VCpu:
         self.s.remote_hops += 1
         return msg
 
+    def run_part(self, csr, uint32_t sie_hold):
+        """run() with the privileged part on: the CSR file's mstatus (less FS) pushed into
+        HartState for it, with the hypervisor's sie_hold, and taken back after the run."""
+        self.s.vcsr[8] = csr.mstatus
+        self.s.sie_hold = sie_hold
+        r = self._run()
+        csr.mstatus = self.s.vcsr[8]
+        return r
+
     def vcsr_get(self, int i):
         """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins) or,
         for 8, mstatus less FS."""
@@ -485,16 +501,6 @@ cdef class VCpu:
         if not 0 <= i < 9:
             raise IndexError(i)
         self.s.vcsr[i] = v
-
-    def dual_enter(self, uint64_t mstatus, uint32_t sie_hold):
-        """Before a dual-mode run: the hypervisor's mstatus (less FS) for the privileged
-        part, and its sie_hold; `dual_mstatus` gives mstatus back after the run."""
-        self.s.vcsr[8] = mstatus
-        self.s.sie_hold = sie_hold
-
-    @property
-    def dual_mstatus(self):
-        return self.s.vcsr[8]
 
     @property
     def sie_hold(self):
@@ -508,19 +514,19 @@ cdef class VCpu:
         self.s.sie_hold = v
 
     @property
-    def dual(self):
-        """Dual-mode hosted: the core's privileged part handles the exits it can
-        (core/dual.pxi) before any reach the hypervisor's process."""
-        return bool(self.s.dual)
+    def privileged_part(self):
+        """The hypervisor's privileged part in the core (core/privpart.pxi) finishes the
+        SYSTEM exits it can before any reach the Python handlers (native, dual)."""
+        return bool(self.s.priv_part)
 
-    @dual.setter
-    def dual(self, bint on):
-        self.s.dual = on
+    @privileged_part.setter
+    def privileged_part(self, bint on):
+        self.s.priv_part = on
 
     @property
-    def dual_handled(self):
-        """Exits the privileged part handled in the core's own context (no hop)."""
-        return self.s.dual_handled
+    def part_handled(self):
+        """Exits the privileged part finished in the core (no Python, no hop)."""
+        return self.s.part_handled
 
     @property
     def remote_hops(self):
@@ -936,7 +942,7 @@ def serve_remote(list vcpus, list memories, int req, int resp):
                 r = run_loop(states[msg])
                 # dual-mode: the privileged part finishes what it can, here, and the
                 # guest goes on (a budget due meanwhile ends the next run_loop at once)
-                while r == EXIT_SYSTEM and states[msg].dual and privileged_part(states[msg]):
+                while r == EXIT_SYSTEM and states[msg].priv_part and privileged_part(states[msg]):
                     r = run_loop(states[msg])
                 clock_gettime(CLOCK_MONOTONIC, &t1)
                 states[msg].core_ns += ((t1.tv_sec - t0.tv_sec) * 1000000000 +

@@ -217,10 +217,11 @@ def cli() -> None:
                    "(no pre-decoded fast path, no native twins)")
 @click.option("--hypervisor", "hv_class", type=click.Choice(HYPERVISOR_CLASSES),
               default="native", show_default=True,
-              help="the system-VM class: native (exits handled in the core's own process), "
-                   "hosted (the hypervisor is a separate host process: one more hop "
-                   "through the host OS per exit) or dual (hosted, with a privileged part "
-                   "in the core that finishes plain-CSR accesses without the hop)")
+              help="the system-VM class: native (exits handled in the core's own process: "
+                   "sfence.vma, plain-CSR accesses and SIE masking by a privileged part in "
+                   "C, the rest by Python handlers), hosted (the hypervisor is a separate "
+                   "host process: one more hop through the host OS per exit) or dual "
+                   "(hosted, with the same privileged part finishing those without the hop)")
 @click.option("--qmp", "qmp", multiple=True, metavar="unix:PATH|tcp:HOST:PORT,server,wait=off",
               help="a QMP control socket, QEMU's protocol and spelling (QEMU: -qmp)")
 @click.option("-S", "hold", is_flag=True,
@@ -663,6 +664,8 @@ def print_stats(stats) -> None:
     t.add_row("seconds in the fast path", f"{d['core_seconds']:.3f}")
     t.add_row("seconds in handlers", f"{d['handler_seconds']:.3f}")
     t.add_row("exits", f"{d['exits_total']:,}")
+    if d["exits_finished_in_the_core"]:
+        t.add_row("exits finished in the core", f"{d['exits_finished_in_the_core']:,}")
     t.add_row("exits/second", f"{d['exits_per_second']:,.0f}")
     for section, title in (("exits", "exits: {}"), ("privileged_instructions", "privileged: {}"),
                            ("exceptions", "exception: {}"), ("interrupts", "interrupt: {}"),

@@ -45,7 +45,8 @@ VTX_ROUND_TRIP_CYCLES = (937, 2409)          # Adams & Agesen, ASPLOS 2006, Tabl
 
 def run_guest(image: str, kind: str, max_instructions: int | None = None, measured=False,
               vcpus: int = 1):
-    """One run of a bundled guest under a hypervisor class: (Outcome, VM)."""
+    """One run of a bundled guest under a hypervisor class (or HANDLERS, the native
+    class with its privileged part off: hypervisor.hosted.make_hypervisor): (Outcome, VM)."""
     from . import _core
     from .hypervisor.hosted import make_hypervisor
     from .vm import VM, VMConfig

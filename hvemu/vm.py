@@ -405,7 +405,7 @@ class VM:
                 shadow[k] = shadow.get(k, 0) + v
         s.shadow = shadow
         s.host_frames = self.memory.touched_pages * 4096
-        s.privileged_part = sum(vc.vcpu.dual_handled for vc in self.vcpus)
+        s.privileged_part = sum(vc.vcpu.part_handled for vc in self.vcpus)
         return s
 
     def start(self):

@@ -90,9 +90,9 @@ class FpState:
         self.vcsr[i] = v
 
 
-# the plain CSRs, stored in the core's HartState.vcsr (core/dual.pxi): attribute -> index
+# the plain CSRs, stored in the core's HartState.vcsr (core/privpart.pxi): attribute -> index
 PLAIN_CSRS = ("mscratch", "mepc", "mcause", "mtval", "sscratch", "sepc", "scause", "stval")
-MSTATUS_SLOT = 8                   # ... and, while a dual run lasts, mstatus (less FS)
+MSTATUS_SLOT = 8                   # ... and, while a run lasts, mstatus (less FS)
 
 
 def _plain_csr(i: int) -> property:
@@ -103,10 +103,10 @@ def _plain_csr(i: int) -> property:
 class VirtualCsrFile:
     """Machine- and supervisor-level CSRs of one virtual hart.
 
-    The plain CSRs (PLAIN_CSRS) are properties over the core's HartState, shared with a
-    dual-mode hypervisor's privileged part; mstatus is this file's own, and a dual-mode
-    hypervisor pushes it into HartState.vcsr[MSTATUS_SLOT] before each run and takes
-    it back after (as a VMM writes and reads a VMCS field).
+    The plain CSRs (PLAIN_CSRS) are properties over the core's HartState, shared with
+    the hypervisor's privileged part in the core (core/privpart.pxi); mstatus is this
+    file's own, pushed into HartState.vcsr[MSTATUS_SLOT] for each run with the part on
+    and taken back after (VCpu.run_part, as a VMM writes and reads a VMCS field).
 
     `instret` and `time` are callables giving the retired-instruction count and
     the virtual mtime; counters are derived from them (cycle = instret).  `fpu` holds
@@ -276,7 +276,7 @@ class VirtualCsrFile:
             else:
                 const(0x3B0 + i, 0)
         # supervisor
-        r[0x100] = lambda: self.sstatus
+        r[0x100] = lambda: self._mstatus_read() & SSTATUS_VIEW
         w[0x100] = lambda v: self._mstatus_write(
             (self.mstatus & ~SSTATUS_WRITABLE) | (v & SSTATUS_WRITABLE))
         r[0x104] = lambda: self.mie & self.mideleg

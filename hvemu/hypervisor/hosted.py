@@ -54,6 +54,7 @@ class HostedHypervisor(Hypervisor):
     """A hypervisor whose exit handlers run in a process of their own (see module)."""
 
     kind = "hosted"
+    privileged_part = False      # every exit the core cannot finish hops to the hypervisor
 
     def __init__(self, host_memory: int | None = None, reserve: int | None = None):
         """host_memory caps the frames, as for the native hypervisor; the shared pool
@@ -76,6 +77,7 @@ class HostedHypervisor(Hypervisor):
 
     def run(self, vms=None) -> dict:
         vms = [vm for vm in (self.vms if vms is None else vms) if vm.state != "shutdown"]
+        self.arm(vms)                          # (HartState is shared: before the fork)
         vcpus = [vc.vcpu for vm in vms for vc in vm.vcpus]
         if len(vcpus) > 255:
             raise HvemuError(f"{len(vcpus)} vCPUs: a hosted hypervisor runs at most 255")
@@ -174,17 +176,12 @@ class HostedHypervisor(Hypervisor):
 
 class DualHypervisor(HostedHypervisor):
     """Dual-mode hosted: a hosted hypervisor plus a privileged part in the core's own
-    context (core/dual.pxi) that finishes the exits it can -- accesses to the plain
+    context (core/privpart.pxi) that finishes the exits it can -- accesses to the plain
     CSRs -- without the hop; everything else, devices and I/O included, goes to the
     hypervisor's process as in the hosted class, as KVM + QEMU split the work."""
 
     kind = "dual"
-
-    def run(self, vms=None) -> dict:
-        for vm in (self.vms if vms is None else vms):
-            for vc in vm.vcpus:
-                vc.vcpu.dual = True
-        return super().run(vms)
+    privileged_part = True
 
 
 def _pin_to_this_cpu():
@@ -213,10 +210,20 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
 
 
+HANDLERS = "native-handlers"   # not a class: native with its privileged part off
+
+
 def make_hypervisor(kind: str, host_memory: int | None = None, reserve: int | None = None):
-    """The hypervisor of a class: native (default), hosted or dual."""
+    """The hypervisor of a class: native (default), hosted or dual; or HANDLERS, the
+    native class with the core's privileged part off, so that every exit reaches the
+    Python handlers on the fast path (the reference the part is tested against, and
+    the perf gate's figures for those handlers)."""
     if kind == "native":
         return Hypervisor(host_memory=host_memory)
+    if kind == HANDLERS:
+        hv = Hypervisor(host_memory=host_memory)
+        hv.privileged_part = False
+        return hv
     if kind == "hosted":
         return HostedHypervisor(host_memory=host_memory, reserve=reserve)
     if kind == "dual":

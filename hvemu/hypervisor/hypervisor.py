@@ -118,6 +118,10 @@ class Hypervisor:
     scheduler that runs them (`run`)."""
 
     kind = "native"              # the system-VM class (hvemu.hypervisor.CLASSES)
+    # the privileged part in the core (core/privpart.pxi) finishes SFENCE.VMA, the plain
+    # CSRs and the kernels' SIE masking where the exit happens, before the Python
+    # handlers (as KVM's fastpath exits do in vcpu_enter_guest); off with --reference
+    privileged_part = False
 
     def __init__(self, host_memory: int | None = None, pool=None):
         self.pool = pool if pool is not None else _core.FramePool(host_memory)
@@ -141,6 +145,7 @@ class Hypervisor:
         """Run VMs (default: all of this hypervisor's that have not stopped) until each
         has stopped; returns {vm: Outcome}.  Reboots happen inside."""
         live = [vm for vm in (self.vms if vms is None else vms) if vm.state != "shutdown"]
+        self.arm(live)
         outcomes = {}
         for vm in live:
             vm.run_begin()
@@ -170,6 +175,13 @@ class Hypervisor:
             for vm in live:                    # an exception left them running
                 outcomes[vm] = vm.run_end(Stop("shutdown", "the hypervisor stopped"))
         return outcomes
+
+    def arm(self, vms) -> None:
+        """Turn the core's privileged part on or off for every vCPU of vms, as this class
+        has it (never under --reference: every exit through the Python handlers)."""
+        for vm in vms:
+            for vc in vm.vcpus:
+                vc.vcpu.privileged_part = self.privileged_part and not vm.config.reference
 
     def round(self, vm, quantum: int):
         """One turn of every runnable vCPU of vm: True if one ran, else what the VM

@@ -23,7 +23,7 @@ class ExitStats:
     core_seconds: float = 0.0                                   # inside the fast path
     shadow: dict = field(default_factory=dict)
     host_frames: int = 0                                        # bytes of host frames its RAM holds
-    privileged_part: int = 0        # exits a dual hypervisor's privileged part finished in the core
+    privileged_part: int = 0        # exits the core's privileged part finished (native, dual)
 
     @property
     def total_exits(self) -> int:

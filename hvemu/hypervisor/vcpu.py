@@ -107,14 +107,15 @@ class VirtualCpu:
         self.check_interrupts()
         run, handlers, exits = vcpu.run, self.handlers, self.stats.exits
         try:
-            if self.tracer is None and vcpu.dual:
-                hold, csr, enter = self.sie_hold, self.hart.csr, vcpu.dual_enter
-                while True:        # mstatus, and what the privileged part may not do alone
-                    enter(csr.mstatus, hold())
-                    reason = run()
-                    csr.mstatus = vcpu.dual_mstatus
+            if vcpu.privileged_part:
+                hold, trace, csr, run = self.sie_hold, self.tracer, self.hart.csr, vcpu.run_part
+                while True:        # what the privileged part may not do alone
+                    reason = run(csr, hold())
                     exits[reason] += 1
-                    handlers[reason]()
+                    if trace is None:
+                        handlers[reason]()
+                    else:
+                        trace.exit(self, reason, handlers[reason])
             elif self.tracer is None:
                 while True:
                     reason = run()
@@ -131,14 +132,16 @@ class VirtualCpu:
             return False
 
     def sie_hold(self) -> int:
-        """The dual class's sie_hold (core/dual.pxi): 1 if an S-level interrupt is
-        pending (sampled now, as check_interrupts samples) and enabled in sie, so that
-        setting sstatus.SIE must take it; 2 if debug triggers are configured (they
-        depend on SIE)."""
+        """The privileged part's sie_hold (core/privpart.pxi): 1 if an S-level interrupt is
+        pending and enabled in sie, so that setting sstatus.SIE must take it; 2 if debug
+        triggers are configured (they depend on SIE).  mip as last sampled is current
+        unless a device moved (irq_dirty) or the clock is the host's: every other change
+        of an interrupt line samples it, and a timer deadline ends a run exactly there."""
         csr, hart = self.hart.csr, self.hart
         pending = 0
         if csr.mie & csr.mideleg:
-            self.update_mip()
+            if self.irq_dirty or self.clock.realtime:
+                self.update_mip()
             pending = 1 if csr.mip & csr.mie & csr.mideleg else 0
         return pending | (2 if hart._triggers_live or csr.triggers.configured else 0)
 
