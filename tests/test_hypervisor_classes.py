@@ -27,7 +27,7 @@ from hvemu import images
 from hvemu.console import Console
 from hvemu.disks import DiskSpec, create_disk
 from hvemu.hypervisor import CLASSES
-from hvemu.hypervisor.hosted import HostedHypervisor, make_hypervisor
+from hvemu.hypervisor.hosted import HANDLERS, HostedHypervisor, make_hypervisor
 from hvemu.vm import VM, VMConfig
 
 GUESTS = {                      # name -> VMConfig arguments
@@ -355,20 +355,32 @@ def twin_guest(seed: int) -> bytes:
 @pytest.mark.parametrize("seed", range(4))
 def test_the_privileged_part_leaves_the_virtual_state_the_python_handlers_leave(
         seed, raw_image):
+    # HANDLERS: every exit through the Python handlers; native and dual: the privileged
+    # part first (dual: in the core's process, the rest across the hop)
     image = raw_image(twin_guest(seed), f"twin{seed}.bin")
-    ends = {}
-    for kind in ("native", "dual"):
+    ends, finished = {}, {}
+    for kind in (HANDLERS, "native", "dual"):
         out, vm = run_guest(kind, image=str(image))
         assert (out.reason, out.exit_code) == ("poweroff", 0), (kind, out.detail)
         ends[kind] = (out.stats.instructions, vm.architectural_state())
-        finished = out.stats.privileged_part
-    assert ends["dual"] == ends["native"]
-    assert finished > 400            # most plain accesses never left the core
-    taken = ends["native"][1][0]["x"][29]
+        finished[kind] = out.stats.privileged_part
+    assert ends["dual"] == ends[HANDLERS] and ends["native"] == ends[HANDLERS]
+    assert finished[HANDLERS] == 0
+    assert finished["native"] == finished["dual"] > 400   # most plain accesses: in the core
+    taken = ends[HANDLERS][1][0]["x"][29]
     assert taken >= 2, taken         # SSIs were taken (some at the very SIE set)
     # and step by step: the state after every 97 instructions is the same
-    total = ends["native"][0]
+    total = ends[HANDLERS][0]
     for k in range(40, total, 97):
         states = [run_guest(kind, image=str(image), max_instructions=k)[1]
-                  .architectural_state() for kind in ("native", "dual")]
-        assert states[0] == states[1], f"after {k} instructions"
+                  .architectural_state() for kind in (HANDLERS, "native", "dual")]
+        assert states[0] == states[1] == states[2], f"after {k} instructions"
+
+
+def test_reference_runs_take_every_exit_to_the_python_handlers():
+    """--reference turns the privileged part off under every class that has it."""
+    for kind in ("native", "dual"):
+        out, _ = run_guest(kind, image="csrloop", max_instructions=200_000)
+        assert out.stats.privileged_part > 10_000, kind
+        out, _ = run_guest(kind, image="csrloop", max_instructions=200_000, reference=True)
+        assert out.stats.privileged_part == 0 and out.stats.exits[2] > 10_000, kind

@@ -121,7 +121,7 @@ class Hypervisor:
     # the privileged part in the core (core/privpart.pxi) finishes SFENCE.VMA, the plain
     # CSRs and the kernels' SIE masking where the exit happens, before the Python
     # handlers (as KVM's fastpath exits do in vcpu_enter_guest); off with --reference
-    privileged_part = False
+    privileged_part = True
 
     def __init__(self, host_memory: int | None = None, pool=None):
         self.pool = pool if pool is not None else _core.FramePool(host_memory)
