@@ -514,12 +514,24 @@ def _sweep() -> None:
         m = re.match(r"hvemu-fleet-(\d+)-", entry.name)
         if m is None or not entry.is_dir(follow_symlinks=False):
             continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
+        if not _alive(int(m.group(1))):
             shutil.rmtree(entry.path, ignore_errors=True)
-        except OSError:                           # alive (another user's): not ours to take
-            pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid runs (another user's counts; a zombie, killed and not yet
+    reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                               # another user's: alive, not ours
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):                 # gone meanwhile, or no /proc
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")
 
 
 def run_job(payload: dict, *blobs: bytes) -> dict:
