@@ -31,7 +31,19 @@ structs are declared in _core.pxd):
     core/fastpath.pxi.in the pre-decoded fast path, a template setup.py expands
     _core.pyx            this file: the Python interface (GuestMemory, VCpu)
 """
-import numpy as np
+
+
+cdef object _numpy = None
+
+
+cdef object numpy():
+    """numpy, imported on first use: only snapshots and migration need it, and its
+    import (~0.15 s) would otherwise delay every start of hvemu."""
+    global _numpy
+    if _numpy is None:
+        import numpy as np
+        _numpy = np
+    return _numpy
 
 cimport cython
 
@@ -137,7 +149,7 @@ cdef class FramePool:
 @cython.no_gc_clear            # its frames go back to `pool` in __dealloc__: keep it till then
 cdef class GuestMemory:
     """Guest-physical memory of one VM: RAM through its P2M (guest page -> host frame,
-    from `pool` on first touch) and the boot ROM (a numpy array)."""
+    from `pool` on first touch) and the boot ROM (a memoryview over it)."""
 
     def __cinit__(self, uint64_t ram_base, uint64_t ram_size,
                   uint64_t rom_base=0x1000, uint64_t rom_size=0x1000, FramePool pool=None):
@@ -160,7 +172,7 @@ cdef class GuestMemory:
         if self.code == NULL or self.p2m == NULL or self.sync == NULL or self.rom_ptr == NULL \
                 or self.dirty == NULL:
             raise MemoryError()
-        self.rom = np.asarray(<uint8_t[:rom_size]>self.rom_ptr)
+        self.rom = memoryview(<uint8_t[:rom_size]>self.rom_ptr)
 
     def __dealloc__(self):
         if self.p2m != NULL and not self.remote_code:
@@ -170,7 +182,7 @@ cdef class GuestMemory:
         shared_free(self.p2m, self.npages * sizeof(uint8_t*))
         shared_free(self.sync, self.sync_size)
         shared_free(self.dirty, self.dirty_size)
-        # the ROM's mapping stays: numpy arrays over it may outlive this object
+        # the ROM's mapping stays: views of it may outlive this object
 
     cdef uint8_t* frame(self, uint64_t page, bint alloc) except? NULL:
         """The host frame of RAM page `page` (from ram_base); with alloc, given one if it
@@ -302,7 +314,7 @@ cdef class GuestMemory:
         buf = bytes(data)
         n = len(buf)
         if not self.contains_ram(addr, n):
-            self._rom_view(addr, n)[:] = np.frombuffer(buf, dtype=np.uint8)
+            self._rom_view(addr, n)[:] = memoryview(buf).cast("B")
             return
         if n == 0:
             return
@@ -332,6 +344,7 @@ cdef class GuestMemory:
     def touched_indices(self):
         """The indices (from ram_base) of the RAM pages that have a frame: a uint32 array."""
         cdef uint64_t i
+        np = numpy()
         out = np.zeros(self.npages, dtype=np.uint8)
         cdef uint8_t[::1] o = out
         for i in range(self.npages):
@@ -342,6 +355,7 @@ cdef class GuestMemory:
     def read_pages(self, pages):
         """The bytes of the RAM pages whose indices are given, one after the other (an
         untouched page reads zero, and is not given a frame)."""
+        np = numpy()
         cdef const uint32_t[::1] idx = np.ascontiguousarray(pages, dtype=np.uint32)
         cdef Py_ssize_t i, n = idx.shape[0]
         out = bytearray(n * 4096)
@@ -359,6 +373,7 @@ cdef class GuestMemory:
         """Copy whole pages into RAM (len(data) = 4096 per index), giving them frames;
         decoded instructions on them are dropped.  A page of zeros that has no frame
         gets none (it reads zero already); one that has a frame is zeroed."""
+        np = numpy()
         cdef const uint32_t[::1] idx = np.ascontiguousarray(pages, dtype=np.uint32)
         cdef const uint8_t[::1] src = memoryview(data).cast("B")
         cdef Py_ssize_t i, n = idx.shape[0]
@@ -400,6 +415,7 @@ cdef class GuestMemory:
         """The indices of the pages written since the log started or was last harvested
         (a uint32 array), and a fresh log.  Call with no vCPU running, then
         VCpu.write_protect() every vCPU of this memory."""
+        np = numpy()
         view = np.asarray(<uint8_t[:self.npages]>self.dirty.pages)
         marked = np.flatnonzero(view).astype(np.uint32)
         view[marked] = 0

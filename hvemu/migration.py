@@ -41,8 +41,10 @@ import socket
 import threading
 import time
 import zlib
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from . import snapshot
 from .devices.virtio_blk import DIRTY_BLOCK
@@ -221,6 +223,7 @@ class Migration:
 
     def _send_pages(self, pages: np.ndarray, final: bool) -> int:
         """Send pages in RAM sections of BATCH; returns the bytes sent."""
+        import numpy as np  # (imported here: not needed to start hvemu)
         memory = self.vm.memory
         compress = self.params["compress"]
         limit = self.params["max-bandwidth"]

@@ -70,8 +70,10 @@ import struct
 import zlib
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import HvemuError, NoInputError
 
@@ -141,6 +143,7 @@ def json_section(tag: bytes, obj) -> bytes:
 def ram_section(memory, pages, compress: bool, zero_pages=()) -> tuple[bytes, int]:
     """A RAM section of the given pages (and pages to be made zero); returns it and the
     number of data bytes it carries before compression."""
+    import numpy as np  # (imported here: not needed to start hvemu)
     pages = np.asarray(pages, dtype=np.uint32)
     zero_pages = np.asarray(zero_pages, dtype=np.uint32)
     data = memory.read_pages(pages)
@@ -154,6 +157,7 @@ def ram_section(memory, pages, compress: bool, zero_pages=()) -> tuple[bytes, in
 
 def split_zero(memory, pages) -> tuple[np.ndarray, np.ndarray]:
     """pages split into (pages with data, pages that are all zero)."""
+    import numpy as np  # (imported here: not needed to start hvemu)
     pages = np.asarray(pages, dtype=np.uint32)
     if not len(pages):
         return pages, pages
@@ -164,6 +168,7 @@ def split_zero(memory, pages) -> tuple[np.ndarray, np.ndarray]:
 
 def apply_ram(memory, payload: bytes, what: str) -> int:
     """Write a RAM section's pages into memory; returns how many pages it held."""
+    import numpy as np  # (imported here: not needed to start hvemu)
     if len(payload) < RAM_HEAD.size:
         raise SnapshotError(f"{what}: a RAM section is cut short")
     flags, n, nz = RAM_HEAD.unpack_from(payload)
