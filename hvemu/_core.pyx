@@ -62,6 +62,7 @@ include "core/defs.pxi"
 include "core/frames.pxi"
 include "core/memory.pxi"
 include "core/tlb.pxi"
+include "core/privpart.pxi"       # before decode.pxi and fastpath.pxi, which use it
 include "core/alu.pxi"
 include "core/fp.pxi"
 include "core/decode.pxi"
@@ -70,7 +71,6 @@ include "core/cmo.pxi"
 include "core/trigger.pxi"
 include "core/interp.pxi"
 include "core/fastpath.pxi"
-include "core/privpart.pxi"
 
 
 # ---------------------------------------------------------------------------

@@ -257,8 +257,8 @@ GATE_FIGURES = {
     "sie_exit": ("sieloop", "exit", 62_500, "native-handlers"),  # kernels' interrupt masks
     "native_sie_exit": ("sieloop", "exit", 62_500, "native"),   # finished in the core
     "dual_sie_exit": ("sieloop", "exit", 62_500, "dual"),       # finished in the core
-    # SMP (native, with the 5th field's harts): lr/sc and AMOs (the reference
-    # interpreter's path) and the quantum switches of 4 harts hammering one lock; IPI
+    # SMP (native, with the 5th field's harts): lr/sc and AMOs (the fast path's OP_AMO)
+    # and the quantum switches of 4 harts hammering one lock; IPI
     # ping-pong between 2 harts: msip MMIO, WFI and the turns each wake-up takes
     "smp_lrsc_per_instruction": ("smp-lrsc", "instruction", 4_000_000, "native", 4),
     "ipi_exit": ("smp-ipi", "exit", 500_000, "native", 2),

@@ -76,6 +76,8 @@ cdef enum:
     OP_SW
     OP_SD
     OP_RDCOUNTER
+    OP_PRIV              # SFENCE.VMA or Zicsr on sstatus/a plain CSR: the privileged part's
+    OP_AMO               # LR, SC, AMO*.W/.D: imm = funct5 | 0x100 for .D
     # Zba, Zbb, Zbc, Zbs, Zicond (bitmanip.pxi decodes them; the fast path's EXT_ALU
     # table says what each writes to x[d.rd]) and Zicbom/Zicboz (cmo.pxi)
     OP_ADD_UW
@@ -318,12 +320,19 @@ cdef void decode32(uint32_t insn, Decoded* d) noexcept nogil:
         if f3:
             dset(d, OP_FP, 0, rs1, rs2, f3)
             d.rd = <uint8_t>rd
+    elif op == 0x2f:
+        f7 = insn >> 27                          # funct5
+        if (f3 == 2 or f3 == 3) and ((f7 == 0x02 and rs2 == 0) or f7 == 0x03
+                                     or (f7 & 3) == 0 or f7 == 0x01):
+            dset(d, OP_AMO, rd, rs1, rs2, f7 | (0x100 if f3 == 3 else 0))
     elif op == 0x0f:
         if f3 <= 1:
             dset(d, OP_NOP, 0, 0, 0, 0)          # FENCE; FENCE.I (decoded slots follow stores)
     elif op == 0x73:
         if f3 == 2 and rs1 == 0 and (insn >> 20) >= 0xc00 and (insn >> 20) <= 0xc02:
             dset(d, OP_RDCOUNTER, rd, 0, 0, (insn >> 20) & 3)
+        elif part_candidate(insn):      # imm: 1 for SFENCE.VMA (the page is left after it)
+            dset(d, OP_PRIV, 0, 0, 0, f3 == 0)
     if d.op == OP_GENERIC:
         decode_ext32(insn, d)          # Zb*, Zicond, Zicbo* (bitmanip.pxi, cmo.pxi)
 

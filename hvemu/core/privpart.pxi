@@ -48,8 +48,6 @@ cdef int sfence_part(HartState* s, uint32_t insn) noexcept nogil:
     if s.priv == 0 or (s.priv == 1 and s.tvm):
         return 0
     tlb_sfence(s, rs1 != 0, s.x[rs1] if rs1 else 0, rs2 != 0)
-    s.pc = s.exit.pc + 4
-    s.instret += 1
     s.part_handled += 1
     return 1
 
@@ -91,23 +89,33 @@ cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noex
     s.vcsr[MSTATUS_SLOT] = after
     if rd:
         s.x[rd] = old
-    s.pc = s.exit.pc + 4
-    s.instret += 1
     s.part_handled += 1
     return 1
 
 
-cdef int privileged_part(HartState* s) noexcept nogil:
-    """Finish the SYSTEM exit in s.exit if it is an SFENCE.VMA or a plain-CSR access
-    that the hypervisor would finish without a trap: 1, else 0."""
-    cdef uint32_t insn = s.exit.insn
+cdef inline bint part_candidate(uint32_t insn) noexcept nogil:
+    """Whether the 32-bit insn is one the part may finish: SFENCE.VMA, or a Zicsr access
+    to sstatus or a plain CSR (the decoder gives these OP_PRIV)."""
+    cdef uint32_t csr = insn >> 20
+    if (insn & <uint32_t>0xFE007FFF) == <uint32_t>0x12000073:
+        return True
+    if (insn & 0x7F) != 0x73 or ((insn >> 12) & 3) == 0:
+        return False
+    return csr == 0x100 or plain_csr_index(csr) >= 0
+
+
+cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
+    """Do what the 32-bit insn does if it is an SFENCE.VMA or a plain-CSR access that
+    the hypervisor would finish without a trap: 1, else 0 (nothing changed).  pc and
+    instret are the caller's: privileged_part after an exit, or the fast path in its
+    loop (OP_PRIV), which does not leave the page for a CSR access."""
     cdef uint32_t f3 = (insn >> 12) & 7, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31
     cdef uint32_t csr = insn >> 20, op = f3 & 3
     cdef int i
     cdef uint64_t src, old, new
-    if (insn & <uint32_t>0xFE007FFF) == <uint32_t>0x12000073 and s.exit.insn_len == 4:
+    if (insn & <uint32_t>0xFE007FFF) == <uint32_t>0x12000073:
         return sfence_part(s, insn)                        # SFENCE.VMA
-    if (insn & 0x7F) != 0x73 or op == 0 or s.exit.insn_len != 4:
+    if (insn & 0x7F) != 0x73 or op == 0:
         return 0
     if csr == 0x100:
         return sstatus_part(s, f3, rd, rs1)
@@ -129,7 +137,15 @@ cdef int privileged_part(HartState* s) noexcept nogil:
     s.vcsr[i] = new
     if rd:
         s.x[rd] = old
+    s.part_handled += 1
+    return 1
+
+
+cdef int privileged_part(HartState* s) noexcept nogil:
+    """Finish the SYSTEM exit in s.exit if the part can: 1 (pc and instret moved on),
+    else 0 (nothing changed: the hypervisor's handlers take it)."""
+    if s.exit.insn_len != 4 or not part_finish(s, s.exit.insn):
+        return 0
     s.pc = s.exit.pc + 4
     s.instret += 1
-    s.part_handled += 1
     return 1
