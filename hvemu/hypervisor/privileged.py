@@ -288,12 +288,7 @@ def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
         complete(rd, old)
         if hart._triggers_live or triggers.configured:
             hart.sync_triggers()              # S-mode triggers fire only with SIE set
-        # an S-level interrupt is pending and enabled: take it now.  mip as last sampled
-        # is current unless a device moved (irq_dirty) or the clock is the host's: every
-        # other change of an interrupt line samples it, and a timer deadline ends the
-        # run exactly where it falls (the same view the dual class's sie_hold gives)
-        if after & SIE and (file.mip & file.mie & file.mideleg or hv.irq_dirty
-                            or (hv.clock.realtime and file.mie & file.mideleg)):
+        if after & SIE and hv.s_interrupt_pending():   # take it now (as sie_hold sees it)
             hv.check_interrupts()
     return toggle
 
