@@ -24,7 +24,8 @@ from .vcpu import STARTED, Paused, Preempt, Stop, VirtualCpu
 
 # instructions per turn when several vCPUs share the host: ~0.35 ms of guest time at
 # hvemu's speed (QEMU's round-robin TCG gives a vCPU up to 100 ms, TCG_KICK_PERIOD);
-# 2^16 spent ~10 % of 4 harts' time switching, 2^18 ~4 % (bench/test_smp_speed.py)
+# 4 harts lose 9-14 % of one hart's speed to switching at 2^16, ~6 % at 2^18
+# (bench/test_smp_speed.py)
 QUANTUM = 1 << 18
 SLICE = 1 << 22                 # ... and when one vCPU has it to itself
 WATCHDOG_KICK = 0.01            # seconds between the watchdog's kicks once the deadline passed

@@ -288,7 +288,7 @@ def _sie_toggle(hv, insn: int, f3: int, rd: int, rs1: int):
         complete(rd, old)
         if hart._triggers_live or triggers.configured:
             hart.sync_triggers()              # S-mode triggers fire only with SIE set
-        if after & SIE and hv.s_interrupt_pending():   # take it now (as sie_hold sees it)
+        if after & SIE and hv.sie_hold() & 1:     # an S-level interrupt is pending: take it
             hv.check_interrupts()
     return toggle
 

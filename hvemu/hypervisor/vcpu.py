@@ -132,24 +132,19 @@ class VirtualCpu:
             return False
 
     def sie_hold(self) -> int:
-        """The privileged part's sie_hold (core/privpart.pxi): 1 if an S-level interrupt is
-        pending and enabled in sie, so that setting sstatus.SIE must take it; 2 if debug
-        triggers are configured (they depend on SIE)."""
+        """The privileged part's sie_hold (core/privpart.pxi), asked before every run:
+        1 if an S-level interrupt is pending and enabled in sie, so that setting
+        sstatus.SIE must take it; 2 if debug triggers are configured (they depend on
+        SIE).  mip as last sampled is current unless a device moved (irq_dirty) or the
+        clock is the host's: every other change of an interrupt line samples it, and a
+        timer deadline ends a run exactly where it falls."""
         csr, hart = self.hart.csr, self.hart
-        return ((1 if self.s_interrupt_pending() else 0)
-                | (2 if hart._triggers_live or csr.triggers.configured else 0))
-
-    def s_interrupt_pending(self) -> bool:
-        """An S-level interrupt is pending and enabled in sie.  mip as last sampled is
-        current unless a device moved (irq_dirty) or the clock is the host's: every other
-        change of an interrupt line samples it, and a timer deadline ends a run exactly
-        where it falls."""
-        csr = self.hart.csr
-        if not csr.mie & csr.mideleg:
-            return False
-        if self.irq_dirty or self.clock.realtime:
-            self.update_mip()
-        return bool(csr.mip & csr.mie & csr.mideleg)
+        pending = 0
+        if csr.mie & csr.mideleg:
+            if self.irq_dirty or self.clock.realtime:
+                self.update_mip()
+            pending = 1 if csr.mip & csr.mie & csr.mideleg else 0
+        return pending | (2 if hart._triggers_live or csr.triggers.configured else 0)
 
     # ---- exits ----
     def on_budget(self) -> None:
