@@ -155,8 +155,9 @@ ctypedef struct HartState:
     # the plain CSRs (no side effects: mscratch mepc mcause mtval, sscratch sepc scause
     # stval), kept here so that the hypervisor's privileged part in the core
     # (core/privpart.pxi) and the Python CSR file are one state; then mstatus (less FS,
-    # which is `fs`), as run_part pushes it from the CSR file and takes it back after
-    uint64_t vcsr[9]
+    # which is `fs`), as run_part pushes it from the CSR file and takes it back after;
+    # then stvec and satp, which the CSR file also keeps here (csr.py's CORE_CSRS)
+    uint64_t vcsr[11]
     uint32_t priv_part    # the hypervisor's privileged part in the core finishes what it can
     uint32_t tvm          # mstatus.TVM, pushed by the hypervisor (sync_mode)
     uint32_t sie_hold     # SIE_HOLD_* (core/privpart.pxi): when an sstatus.SIE change must go

@@ -507,14 +507,14 @@ cdef class VCpu:
         return r
 
     def vcsr_get(self, int i):
-        """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins) or,
-        for 8, mstatus less FS."""
-        if not 0 <= i < 9:
+        """Plain CSR i (0-3: mscratch mepc mcause mtval, 4-7: their S-mode twins), 8:
+        mstatus less FS, 9: stvec, 10: satp."""
+        if not 0 <= i < 11:
             raise IndexError(i)
         return self.s.vcsr[i]
 
     def vcsr_set(self, int i, uint64_t v):
-        if not 0 <= i < 9:
+        if not 0 <= i < 11:
             raise IndexError(i)
         self.s.vcsr[i] = v
 

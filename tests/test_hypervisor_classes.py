@@ -244,7 +244,7 @@ def test_exit_costs_show_hosted_paying_exactly_one_more_hop_per_exit_than_native
 # ---- the dual class's privileged part is a twin of the Python CSR handler ---------------
 
 PLAIN = [0x340, 0x341, 0x342, 0x343, 0x140, 0x141, 0x142, 0x143]
-OTHER = [0x300, 0x304, 0x305, 0x100, 0x104, 0x105, 0x180]   # left to the Python handler
+OTHER = [0x300, 0x304, 0x305, 0x100, 0x104, 0x105, 0x180]   # only read
 REGS = list(range(5, 21))                                     # x30, x31: the trap handler's
 
 
@@ -304,6 +304,33 @@ def sstatus_ops(rng, n: int) -> list[int]:
     return ops
 
 
+def vector_ops(rng, n: int) -> list[int]:
+    """stvec written with any value (reserved modes too), then set back from x27 (the S
+    handler), what it held going to a register; satp written, set and cleared with
+    random ASIDs and roots, in bare mode or an unsupported one (the write is then
+    ignored), so that the guest stays where it is."""
+    ops = []
+    for _ in range(n):
+        f3, rd, reg = rng.choice([1, 2, 3]), rng.choice([0, *REGS]), rng.choice(REGS)
+        ops += RV.li(reg, rng.randrange(-(1 << 31), 1 << 31))
+        if rng.random() < 0.5:
+            ops += [zicsr(f3, rd, reg, 0x105), zicsr(1, rng.choice(REGS), 27, 0x105)]
+        else:
+            ops += [slli(reg, reg, rng.choice([0, 12, 20])), *RV.li(26, rng.choice([0, 0, 5])),
+                    slli(26, 26, 60), or_(reg, reg, 26), zicsr(f3, rd, reg, 0x180)]
+        if rng.random() < 0.3:
+            ops.append(zicsr(2, rd, 0, rng.choice([0x105, 0x180])))   # csrr
+    return ops
+
+
+def slli(rd: int, rs1: int, shamt: int) -> int:
+    return (shamt << 20) | (rs1 << 15) | (1 << 12) | (rd << 7) | 0x13
+
+
+def or_(rd: int, rs1: int, rs2: int) -> int:
+    return (rs2 << 20) | (rs1 << 15) | (6 << 12) | (rd << 7) | 0x33
+
+
 def xori(rd: int, rs1: int, imm: int) -> int:
     return ((imm & 0xFFF) << 20) | (rs1 << 15) | (4 << 12) | (rd << 7) | 0x13
 
@@ -322,7 +349,8 @@ def twin_guest(seed: int) -> bytes:
     ones and on M ones, which trap into an M handler that skips them (through mepc and
     mcause, which the privileged part handles too), as do SFENCE.VMAs under TVM, and
     kernel-style SIE masking with supervisor software interrupts (delegated) pending now
-    and then, which an S handler counts in x29 and clears; ecall ends it."""
+    and then, which an S handler counts in x29 and clears; stvec and satp written
+    (vector_ops); ecall ends it."""
     import random
     rng = random.Random(seed)
     handler = flat(zicsr(2, 31, 0, 0x342), RV.addi(30, 0, 9), None,   # beq: patched
@@ -336,16 +364,17 @@ def twin_guest(seed: int) -> bytes:
     handler[2] = beq(31, 30, 4 * (end_at - (h_at + 2)))
     main = flat(auipc(5), RV.addi(5, 5, 4 * (h_at - main_at)), zicsr(1, 0, 5, 0x305),
                 auipc(5), RV.addi(5, 5, 4 * (sh_at - main_at - 3)), zicsr(1, 0, 5, 0x105),
+                RV.addi(27, 5, 0),                                  # x27: stvec
                 RV.li(6, 2), zicsr(2, 0, 6, 0x303),                 # mideleg: SSI to S
                 *[RV.li(r, rng.randrange(-(1 << 31), 1 << 31)) for r in REGS],
-                random_csr_ops(rng, 300, PLAIN), sstatus_ops(rng, 40),
+                random_csr_ops(rng, 300, PLAIN), sstatus_ops(rng, 40), vector_ops(rng, 30),
                 zicsr(7, 0, 2, 0x100),                              # SIE off for the switch
                 RV.li(6, 3 << 11), zicsr(3, 0, 6, 0x300),          # MPP = S
                 RV.li(6, 1 << 11), zicsr(2, 0, 6, 0x300),
                 RV.li(6, (seed & 1) << 20), zicsr(2, 0, 6, 0x300))  # odd seeds: TVM
     here = main_at + len(main)
-    s_code = flat(random_csr_ops(rng, 200, PLAIN[4:] + PLAIN[:4]), sstatus_ops(rng, 300),
-                  RV.ECALL)
+    s_code = flat(random_csr_ops(rng, 200, PLAIN[4:] + PLAIN[:4]), sstatus_ops(rng, 150),
+                  vector_ops(rng, 60), sstatus_ops(rng, 150), RV.ECALL)
     enter = flat(auipc(5), RV.addi(5, 5, 4 * 4), zicsr(1, 0, 5, 0x341), RV.MRET)
     assert here + len(enter) - here == 4
     words = flat(RV.jal(0, 4 * main_at), handler, end, s_handler, main, enter, s_code)

@@ -331,8 +331,8 @@ cdef void decode32(uint32_t insn, Decoded* d) noexcept nogil:
     elif op == 0x73:
         if f3 == 2 and rs1 == 0 and (insn >> 20) >= 0xc00 and (insn >> 20) <= 0xc02:
             dset(d, OP_RDCOUNTER, rd, 0, 0, (insn >> 20) & 3)
-        elif part_candidate(insn):      # imm: 1 for SFENCE.VMA (the page is left after it)
-            dset(d, OP_PRIV, 0, 0, 0, f3 == 0)
+        elif part_candidate(insn):      # imm: 1 for SFENCE.VMA and satp (the page is left)
+            dset(d, OP_PRIV, 0, 0, 0, f3 == 0 or (insn >> 20) == 0x180)
     if d.op == OP_GENERIC:
         decode_ext32(insn, d)          # Zb*, Zicond, Zicbo* (bitmanip.pxi, cmo.pxi)
 

@@ -15,19 +15,30 @@
 # after the read, the write skipped for CSRRS/CSRRC with rs1 = x0.  The state is the one
 # the Python CSR file reads and writes (HartState.vcsr), so the two stay one.
 #
-# It also reads sstatus and sets or clears sstatus.SIE alone (csrr a0, sstatus;
+# It also reads sstatus and changes its SIE, SPIE and SPP (csrr a0, sstatus;
 # csrrc a0, sstatus, SIE; csrs sstatus, a0 with a0 = SIE or 0; csrw sstatus, a0 with
-# only SIE differing: how kernels save, disable and restore interrupts; privileged spec
-# 4.1.1), as privileged.py's _sie_toggle does,
-# unless the hypervisor's sie_hold says the change needs it: setting SIE while an
-# S-level interrupt is pending and enabled (it must be taken at once), or any change
-# while debug triggers are configured (they depend on SIE).  Anything else (another CSR,
-# another sstatus bit, an access it would make illegal) is left to the hypervisor.
+# only those differing: how kernels save, disable and restore interrupts and set up an
+# sret; privileged spec 4.1.1), as privileged.py's csr_instruction does,
+# unless the hypervisor's sie_hold says an SIE change needs it: setting SIE while an
+# S-level interrupt is pending and enabled (it must be taken at once), or any SIE change
+# while debug triggers are configured (they depend on SIE).  And it reads and writes
+# stvec (WARL: a reserved mode keeps the old one; 4.1.2) and satp (4.1.11: an
+# unsupported mode leaves it as it was; illegal in S-mode under mstatus.TVM, which goes
+# to the hypervisor), the new translation pushed into the core and the shadow TLB
+# flushed when the root or the mode changes, as the hypervisor's sync_mode does.
+# Anything else (another CSR, another sstatus bit, an access it would make illegal) is
+# left to the hypervisor.
 
 DEF SIE_BIT = 1 << 1
 DEF SIE_HOLD_PENDING = 1
 DEF SIE_HOLD_TRIGGERS = 2
 DEF MSTATUS_SLOT = 8
+DEF STVEC_SLOT = 9
+DEF SATP_SLOT = 10
+DEF SATP_PPN = (1 << 44) - 1
+DEF SATP_ASID = 0xFFFF << 44
+# the sstatus bits the part may change: SIE SPIE SPP
+DEF SSTATUS_PART = (1 << 1) | (1 << 5) | (1 << 8)
 # sstatus as the S-mode view of mstatus (csr.py's SSTATUS_VIEW): SIE SPIE SPP FS XS SUM
 # MXR, UXL and SD
 DEF SSTATUS_WRITABLE = (1 << 1) | (1 << 5) | (1 << 8) | (3 << 13) | (1 << 18) | (1 << 19)
@@ -62,9 +73,10 @@ cdef inline uint64_t sstatus_read(HartState* s) noexcept nogil:
 
 
 cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noexcept nogil:
-    """CSRRW/CSRRS/CSRRC[I] on sstatus that change at most SIE; 1 if finished.  A CSRRW
-    qualifies when every other writable bit (SPIE SPP FS SUM MXR) is written as it is
-    (xv6's w_sstatus(r_sstatus() | SSTATUS_SIE))."""
+    """CSRRW/CSRRS/CSRRC[I] on sstatus that change at most SIE, SPIE and SPP; 1 if
+    finished.  A CSRRW qualifies when every other writable bit (FS SUM MXR) is written
+    as it is (xv6's w_sstatus(r_sstatus() | SSTATUS_SIE), its usertrapret's SPP and
+    SPIE)."""
     cdef uint32_t op = f3 & 3
     cdef uint64_t src, old, before, after
     if s.priv < 1:                              # U-mode: illegal
@@ -73,14 +85,14 @@ cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noex
     before = s.vcsr[MSTATUS_SLOT]
     after = before
     if op == 1:
-        if (src ^ sstatus_read(s)) & SSTATUS_WRITABLE & ~(<uint64_t>SIE_BIT):
+        if (src ^ sstatus_read(s)) & SSTATUS_WRITABLE & ~(<uint64_t>SSTATUS_PART):
             return 0                            # another bit changes: the general handler
-        after = (before & ~(<uint64_t>SIE_BIT)) | (src & SIE_BIT)
-    elif rs1 and src & ~(<uint64_t>SIE_BIT):    # another bit: the general handler
+        after = (before & ~(<uint64_t>SSTATUS_PART)) | (src & SSTATUS_PART)
+    elif rs1 and src & ~(<uint64_t>SSTATUS_PART):   # another bit: the general handler
         return 0
     elif rs1 and src:
         after = before & ~src if op == 3 else before | src
-    if after != before:
+    if (after ^ before) & SIE_BIT:
         if s.sie_hold & SIE_HOLD_TRIGGERS:
             return 0
         if after & SIE_BIT and s.sie_hold & SIE_HOLD_PENDING:
@@ -93,22 +105,45 @@ cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noex
     return 1
 
 
+cdef inline uint64_t tvec_warl(uint64_t v, uint64_t old) noexcept nogil:
+    """xtvec's WARL rule (csr.py's _tvec): a reserved mode (2, 3) keeps the old mode."""
+    cdef uint64_t mode = v & 3
+    if mode >= 2:
+        mode = old & 3
+    return (v & ~(<uint64_t>3)) | mode
+
+
+cdef void satp_write(HartState* s, uint64_t v) noexcept nogil:
+    """satp's WARL rule (csr.py's _satp_write) and the hypervisor's sync_mode after it:
+    the translation pushed, the shadow TLB flushed if the mode or the root changed."""
+    cdef uint64_t mode = v >> 60, new, root
+    if mode != 0 and mode != 8 and mode != 9:   # unsupported: the write has no effect
+        return
+    new = (mode << 60) | (v & <uint64_t>SATP_ASID) | (v & <uint64_t>SATP_PPN)
+    s.vcsr[SATP_SLOT] = new
+    root = (new & <uint64_t>SATP_PPN) << 12
+    if mode != s.satp_mode or root != s.satp_root:
+        tlb_flush_all(s)
+    s.satp_mode = <uint32_t>mode
+    s.satp_root = root
+
+
 cdef inline bint part_candidate(uint32_t insn) noexcept nogil:
     """Whether the 32-bit insn is one the part may finish: SFENCE.VMA, or a Zicsr access
-    to sstatus or a plain CSR (the decoder gives these OP_PRIV)."""
+    to sstatus, stvec, satp or a plain CSR (the decoder gives these OP_PRIV)."""
     cdef uint32_t csr = insn >> 20
     if (insn & <uint32_t>0xFE007FFF) == <uint32_t>0x12000073:
         return True
     if (insn & 0x7F) != 0x73 or ((insn >> 12) & 3) == 0:
         return False
-    return csr == 0x100 or plain_csr_index(csr) >= 0
+    return csr == 0x100 or csr == 0x105 or csr == 0x180 or plain_csr_index(csr) >= 0
 
 
 cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
-    """Do what the 32-bit insn does if it is an SFENCE.VMA or a plain-CSR access that
+    """Do what the 32-bit insn does if it is an SFENCE.VMA or a CSR access above that
     the hypervisor would finish without a trap: 1, else 0 (nothing changed).  pc and
     instret are the caller's: privileged_part after an exit, or the fast path in its
-    loop (OP_PRIV), which does not leave the page for a CSR access."""
+    loop (OP_PRIV), which leaves the page only after SFENCE.VMA or a satp access."""
     cdef uint32_t f3 = (insn >> 12) & 7, rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31
     cdef uint32_t csr = insn >> 20, op = f3 & 3
     cdef int i
@@ -119,7 +154,14 @@ cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
         return 0
     if csr == 0x100:
         return sstatus_part(s, f3, rd, rs1)
-    i = plain_csr_index(csr)
+    if csr == 0x105:
+        i = STVEC_SLOT
+    elif csr == 0x180:
+        if s.priv == 1 and s.tvm:              # illegal: the hypervisor raises it
+            return 0
+        i = SATP_SLOT
+    else:
+        i = plain_csr_index(csr)
     if i < 0 or s.priv < ((csr >> 8) & 3):
         return 0
     src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
@@ -134,7 +176,13 @@ cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
         new = old & ~src
     if i == 1 or i == 5:                       # mepc, sepc
         new &= ~(<uint64_t>1)
-    s.vcsr[i] = new
+    if i == SATP_SLOT:
+        if op == 1 or rs1:                     # written (CSRRS/C with x0: a read)
+            satp_write(s, new)
+    elif i == STVEC_SLOT:
+        s.vcsr[i] = tvec_warl(new, old)
+    else:
+        s.vcsr[i] = new
     if rd:
         s.x[rd] = old
     s.part_handled += 1

@@ -81,7 +81,7 @@ class FpState:
     fs: int = 0
     fflags: int = 0
     frm: int = 0
-    vcsr: list = field(default_factory=lambda: [0] * 9)
+    vcsr: list = field(default_factory=lambda: [0] * 11)
 
     def vcsr_get(self, i: int) -> int:
         return self.vcsr[i]
@@ -93,6 +93,9 @@ class FpState:
 # the plain CSRs, stored in the core's HartState.vcsr (core/privpart.pxi): attribute -> index
 PLAIN_CSRS = ("mscratch", "mepc", "mcause", "mtval", "sscratch", "sepc", "scause", "stval")
 MSTATUS_SLOT = 8                   # ... and, while a run lasts, mstatus (less FS)
+# ... and two more the privileged part writes, with their side effects on the core's
+# translation state (stvec: the S trap vector; satp: the shadow TLB): attribute -> index
+CORE_CSRS = {"stvec": 9, "satp": 10}
 
 
 def _plain_csr(i: int) -> property:
@@ -379,4 +382,6 @@ class VirtualCsrFile:
 
 
 for _i, _name in enumerate(PLAIN_CSRS):
+    setattr(VirtualCsrFile, _name, _plain_csr(_i))
+for _name, _i in CORE_CSRS.items():
     setattr(VirtualCsrFile, _name, _plain_csr(_i))
