@@ -72,7 +72,7 @@ cdef inline uint64_t sstatus_read(HartState* s) noexcept nogil:
     return v & (<uint64_t>SSTATUS_VIEW_LOW | (<uint64_t>1 << 63))
 
 
-cdef int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noexcept nogil:
+cdef inline int sstatus_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1) noexcept nogil:
     """CSRRW/CSRRS/CSRRC[I] on sstatus that change at most SIE, SPIE and SPP; 1 if
     finished.  A CSRRW qualifies when every other writable bit (FS SUM MXR) is written
     as it is (xv6's w_sstatus(r_sstatus() | SSTATUS_SIE), its usertrapret's SPP and
@@ -139,6 +139,38 @@ cdef inline bint part_candidate(uint32_t insn) noexcept nogil:
     return csr == 0x100 or csr == 0x105 or csr == 0x180 or plain_csr_index(csr) >= 0
 
 
+cdef inline uint64_t csr_result(uint32_t op, uint32_t rs1, uint64_t src,
+                                 uint64_t old) noexcept nogil:
+    """The value CSRRW/CSRRS/CSRRC (op 1, 2, 3) leave, before the CSR's WARL rule."""
+    if op == 1:                                # CSRRW
+        return src
+    if rs1 == 0:                               # CSRRS/CSRRC without a write
+        return old
+    return old | src if op == 2 else old & ~src
+
+
+cdef int vector_part(HartState* s, uint32_t f3, uint32_t rd, uint32_t rs1,
+                     uint32_t csr) noexcept nogil:
+    """Zicsr on stvec (0x105) or satp (0x180) from S- or M-mode; 1 if finished (not satp
+    in S-mode under TVM: illegal, raised by the hypervisor)."""
+    cdef uint32_t op = f3 & 3
+    cdef int i = STVEC_SLOT if csr == 0x105 else SATP_SLOT
+    cdef uint64_t src, old, new
+    if s.priv < 1 or (i == SATP_SLOT and s.priv == 1 and s.tvm):
+        return 0
+    src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
+    old = s.vcsr[i]
+    new = csr_result(op, rs1, src, old)
+    if i == STVEC_SLOT:
+        s.vcsr[i] = tvec_warl(new, old)
+    elif op == 1 or rs1:                       # satp written (CSRRS/C with x0: a read)
+        satp_write(s, new)
+    if rd:
+        s.x[rd] = old
+    s.part_handled += 1
+    return 1
+
+
 cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
     """Do what the 32-bit insn does if it is an SFENCE.VMA or a CSR access above that
     the hypervisor would finish without a trap: 1, else 0 (nothing changed).  pc and
@@ -154,35 +186,19 @@ cdef int part_finish(HartState* s, uint32_t insn) noexcept nogil:
         return 0
     if csr == 0x100:
         return sstatus_part(s, f3, rd, rs1)
-    if csr == 0x105:
-        i = STVEC_SLOT
-    elif csr == 0x180:
-        if s.priv == 1 and s.tvm:              # illegal: the hypervisor raises it
-            return 0
-        i = SATP_SLOT
-    else:
-        i = plain_csr_index(csr)
-    if i < 0 or s.priv < ((csr >> 8) & 3):
+    i = plain_csr_index(csr)
+    if i < 0:
+        if csr == 0x105 or csr == 0x180:
+            return vector_part(s, f3, rd, rs1, csr)
+        return 0
+    if s.priv < ((csr >> 8) & 3):
         return 0
     src = rs1 if f3 & 4 else (s.x[rs1] if rs1 else 0)
     old = s.vcsr[i]
-    if op == 1:                                # CSRRW
-        new = src
-    elif rs1 == 0:                             # CSRRS/CSRRC without a write
-        new = old
-    elif op == 2:
-        new = old | src
-    else:
-        new = old & ~src
+    new = csr_result(op, rs1, src, old)
     if i == 1 or i == 5:                       # mepc, sepc
         new &= ~(<uint64_t>1)
-    if i == SATP_SLOT:
-        if op == 1 or rs1:                     # written (CSRRS/C with x0: a read)
-            satp_write(s, new)
-    elif i == STVEC_SLOT:
-        s.vcsr[i] = tvec_warl(new, old)
-    else:
-        s.vcsr[i] = new
+    s.vcsr[i] = new
     if rd:
         s.x[rd] = old
     s.part_handled += 1
